@@ -1,9 +1,11 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.processes import WorkerProcess, start_worker
+from tests.processes import InferenceProcess, WorkerProcess, start_inference, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,24 @@ def celery_worker(test_database_name: str, logs_dir: Path) -> Iterator[WorkerPro
     worker = start_worker(database_name=test_database_name, log_dir=logs_dir)
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def inference_server(logs_dir: Path) -> Iterator[InferenceProcess]:
+    """The real inference API (embeddings; chat engine per RAGSITE_TEST_CHAT_ENGINE, default llamacpp)."""
+    engine = os.environ.get("RAGSITE_TEST_CHAT_ENGINE", "llamacpp")
+    model = os.environ.get("RAGSITE_TEST_CHAT_MODEL", "")
+    server = start_inference(log_dir=logs_dir, chat_engine=engine, chat_model=model)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def use_inference(inference_server: InferenceProcess, settings: Any) -> InferenceProcess:
+    """Point the Django side (and its one inference client) at the test session's inference API."""
+    from search import inference
+
+    settings.INFERENCE_URL = inference_server.url
+    inference._sync_client = None
+    inference._async_clients.clear()
+    return inference_server

@@ -102,3 +102,84 @@ def start_worker(
     worker = WorkerProcess(process=process, log_path=log_path, name=name)
     worker.wait_ready()
     return worker
+
+
+@dataclass
+class InferenceProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"inference API exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"inference API not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_inference(
+    *,
+    log_dir: Path,
+    chat_engine: str = "none",
+    chat_model: str = "",
+    extra_env: dict[str, str] | None = None,
+    venv: str = ".venv-inference",
+) -> InferenceProcess:
+    """The real inference API in its own venv, on a free loopback port."""
+    from ragsite.devstack import free_port
+
+    port = free_port()
+    log_path = log_dir / f"inference-{port}.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "INFERENCE_CHAT_ENGINE": chat_engine,
+        "INFERENCE_CHAT_MODEL": chat_model,
+        **(extra_env or {}),
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(ROOT / venv / "bin" / "python"),
+                "-m",
+                "uvicorn",
+                "inference.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = InferenceProcess(process=process, log_path=log_path, port=port)
+    server.wait_ready()
+    return server
