@@ -1,0 +1,259 @@
+"""Answering questions over the documents a caller may read, and recording conversations and feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from pgvector.django import CosineDistance
+
+from ingest.models import Chunk
+from search import inference, prompting
+from search.selectors import RetrievedChunk, chunk_search
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND_ANSWER = (
+    "I could not find anything that answers this in the documents you can read. "
+    "Try other words, or ask an administrator whether the right documents are uploaded."
+)
+EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A passage given to the model as `[number]`; `excerpt` is a short, plain-text preview of `text`."""
+
+    number: int
+    chunk_id: int
+    document_id: int
+    document_title: str
+    heading_path: str
+    page: int | None
+    excerpt: str
+    text: str
+    char_start: int
+    char_end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceRef:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """One step of an answer: its sources, a piece of its text, a busy wait, a failure, or its end.
+
+    `text` is the token for "token", a person-readable message for "busy" and "error", and the whole
+    answer for "done". "sources" comes once, before any token. "error" and "done" end the stream.
+    """
+
+    kind: Literal["sources", "token", "busy", "error", "done"]
+    text: str = ""
+    sources: tuple[SourceRef, ...] = ()
+    retry_after: float | None = None
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def _busy_retries() -> int:
+    return int(_setting("RAGSITE_ANSWER_BUSY_RETRIES", 3))
+
+
+def _retry_wait(retry_after: float) -> float:
+    """Honour the service's Retry-After, within bounds that keep a page from hanging."""
+    return min(max(retry_after, 0.2), float(_setting("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", 10.0)))
+
+
+def _busy_event(*, retry_after: float, attempt: int, retries: int) -> AnswerEvent:
+    return AnswerEvent(
+        kind="busy",
+        text=f"The model service is busy; retrying in {retry_after:.0f} s (attempt {attempt} of {retries}).",
+        retry_after=retry_after,
+    )
+
+
+def _busy_error() -> AnswerEvent:
+    return AnswerEvent(
+        kind="error",
+        text="The model service is still busy after several retries. Please ask again in a minute.",
+    )
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= EXCERPT_CHARS:
+        return flat
+    return flat[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def _source_refs(passages: Sequence[RetrievedChunk]) -> tuple[SourceRef, ...]:
+    return tuple(
+        SourceRef(
+            number=number,
+            chunk_id=passage.chunk_id,
+            document_id=passage.document_id,
+            document_title=passage.document_title,
+            heading_path=passage.heading_path,
+            page=passage.page,
+            excerpt=_excerpt(passage.text),
+            text=passage.text,
+            char_start=passage.char_start,
+            char_end=passage.char_end,
+        )
+        for number, passage in enumerate(passages, start=1)
+    )
+
+
+def passage_is_relevant(*, passage: RetrievedChunk, similarity: float | None, min_similarity: float) -> bool:
+    """Relevant: the passage matches a keyword of the question, or its embedding is close to the question's.
+
+    Full-text matching catches names, codes and rare words that embeddings blur; the similarity threshold
+    catches paraphrases. A passage with neither is merely the nearest of unrelated text, and answering from
+    it would invite the model to guess.
+    """
+    if passage.keyword_rank is not None:
+        return True
+    return similarity is not None and similarity >= min_similarity
+
+
+def _similarities(*, chunk_ids: Sequence[int], query_embedding: list[float]) -> dict[int, float]:
+    """Cosine similarity of each chunk to the query (hybrid retrieval scores by rank, not by distance)."""
+    if not chunk_ids:
+        return {}
+    rows = (
+        Chunk.objects.filter(id__in=chunk_ids)
+        .annotate(distance=CosineDistance("embedding", query_embedding))
+        .values_list("id", "distance")
+    )
+    return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
+
+
+async def question_rewrite(*, question: str, history: Sequence[tuple[str, str]], request_id: str) -> str:
+    """A follow-up as a standalone question; the question itself when the model cannot help right now."""
+    if not history:
+        return question
+    try:
+        reply = await inference.chat_complete(
+            messages=prompting.rewrite_messages(question=question, history=history),
+            max_tokens=96,
+            temperature=0.0,
+            request_id=f"{request_id}-rewrite",
+        )
+    except inference.InferenceError as exc:
+        logger.info("question rewrite skipped: %s", exc.message)
+        return question
+    return prompting.rewritten_question(reply=reply, question=question)
+
+
+def _relevant_passages(
+    *, collection_ids: Sequence[int], query: str, query_embedding: list[float]
+) -> list[RetrievedChunk]:
+    retrieved = chunk_search(
+        collection_ids=list(collection_ids),
+        query=query,
+        query_embedding=query_embedding,
+        k=int(_setting("RAGSITE_RETRIEVAL_K", 10)),
+    )
+    without_keyword = [passage.chunk_id for passage in retrieved if passage.keyword_rank is None]
+    similarities = _similarities(chunk_ids=without_keyword, query_embedding=query_embedding)
+    min_similarity = float(_setting("RAGSITE_MIN_SIMILARITY", 0.3))
+    return [
+        passage
+        for passage in retrieved
+        if passage_is_relevant(
+            passage=passage, similarity=similarities.get(passage.chunk_id), min_similarity=min_similarity
+        )
+    ]
+
+
+async def answer_stream(
+    *,
+    collection_ids: Sequence[int],
+    question: str,
+    history: Sequence[tuple[str, str]] = (),
+    request_id: str,
+) -> AsyncIterator[AnswerEvent]:
+    """Answer `question` from the passages of `collection_ids` only, streaming its events.
+
+    The caller decides which collections the asker may read (`collection_ids_readable_by` for staff, the
+    key's collections for the widget); nothing outside them is retrieved, shown or sent to the model.
+    A busy model service is retried after its Retry-After a bounded number of times, each wait
+    announced by a "busy" event; every failure ends in an "error" event, never an exception.
+    """
+    question = question.strip()
+    retries = _busy_retries()
+    standalone = await question_rewrite(question=question, history=history, request_id=request_id)
+
+    passages: list[RetrievedChunk] = []
+    if collection_ids:
+        for attempt in range(retries + 1):
+            try:
+                query_embedding = (await inference.aembed([standalone]))[0]
+                break
+            except inference.InferenceBusy as exc:
+                if attempt == retries:
+                    yield _busy_error()
+                    return
+                wait = _retry_wait(exc.retry_after)
+                yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
+                await asyncio.sleep(wait)
+            except inference.InferenceError as exc:
+                yield AnswerEvent(kind="error", text=exc.message)
+                return
+        passages = await sync_to_async(_relevant_passages)(
+            collection_ids=collection_ids, query=standalone, query_embedding=query_embedding
+        )
+
+    if not passages:
+        # Nothing relevant: say so without asking the model, which would only guess.
+        yield AnswerEvent(kind="sources")
+        yield AnswerEvent(kind="token", text=NOT_FOUND_ANSWER)
+        yield AnswerEvent(kind="done", text=NOT_FOUND_ANSWER)
+        return
+
+    answer_tokens = int(_setting("RAGSITE_ANSWER_MAX_TOKENS", 512))
+    prompt = prompting.answer_prompt(
+        question=standalone,
+        passages=passages,
+        context_tokens=int(_setting("RAGSITE_CHAT_CONTEXT_TOKENS", 4096)),
+        answer_tokens=answer_tokens,
+        max_passages=int(_setting("RAGSITE_ANSWER_MAX_PASSAGES", 6)),
+    )
+    yield AnswerEvent(kind="sources", sources=_source_refs(passages[: len(prompt.passages)]))
+
+    parts: list[str] = []
+    for attempt in range(retries + 1):
+        try:
+            async for delta in inference.chat_stream(
+                messages=prompt.messages, max_tokens=answer_tokens, temperature=0.0, request_id=request_id
+            ):
+                parts.append(delta)
+                yield AnswerEvent(kind="token", text=delta)
+            break
+        except inference.InferenceBusy as exc:
+            # A busy answer is refused before its first token, so a retry never repeats text.
+            if parts or attempt == retries:
+                yield _busy_error()
+                return
+            wait = _retry_wait(exc.retry_after)
+            yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
+            await asyncio.sleep(wait)
+        except inference.InferenceError as exc:
+            yield AnswerEvent(kind="error", text=exc.message)
+            return
+    answer = "".join(parts).strip()
+    if not answer:
+        yield AnswerEvent(kind="error", text="The model returned an empty answer. Please ask again.")
+        return
+    yield AnswerEvent(kind="done", text=answer)
