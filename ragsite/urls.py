@@ -1,11 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from ops.views import login_throttled
+from ops.views import metrics as metrics_view
+
 from . import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("admin/login/", login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
+    path("ops/", include("ops.urls")),
     path("ingest/", include("ingest.urls")),
+    path("widget/", include("widget.urls")),
     path("", include("search.urls")),
 ]

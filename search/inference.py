@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -44,6 +45,14 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(float(getattr(settings, "INFERENCE_TIMEOUT_S", 60.0)), connect=5.0)
 
 
+def _headers(request_id: str | None = None) -> dict[str, str]:
+    """Carry the request id of the question being served to the model's logs."""
+    from ops.context import request_id_get
+
+    request_id = request_id or request_id_get()
+    return {"X-Request-ID": request_id} if request_id else {}
+
+
 def _client() -> httpx.Client:
     global _sync_client
     if _sync_client is None:
@@ -78,12 +87,32 @@ def _raise_for_response(response: httpx.Response) -> None:
     raise InferenceError(f"The model service refused the request: {message}", status=response.status_code)
 
 
+@dataclass(frozen=True)
+class Health:
+    url: str
+    ok: bool
+    error: str = ""
+
+
+def health() -> Health:
+    """Whether the inference API has its models loaded (its /readyz)."""
+    try:
+        response = _client().get("/readyz", timeout=2.0)
+    except httpx.TransportError as exc:
+        return Health(url=_base_url(), ok=False, error=f"cannot be reached: {exc}")
+    if response.status_code != 200:
+        return Health(url=_base_url(), ok=False, error=f"not ready (HTTP {response.status_code})")
+    return Health(url=_base_url(), ok=True)
+
+
 def embed(texts: Sequence[str]) -> list[list[float]]:
     """Embed texts with the served embedding model, in order."""
     if not texts:
         return []
     try:
-        response = _client().post("/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)})
+        response = _client().post(
+            "/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)}, headers=_headers()
+        )
     except httpx.TransportError as exc:
         raise InferenceUnavailable(f"The model service at {_base_url()} cannot be reached: {exc}") from exc
     _raise_for_response(response)
@@ -97,7 +126,7 @@ async def aembed(texts: Sequence[str]) -> list[list[float]]:
         return []
     try:
         response = await _async_client().post(
-            "/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)}
+            "/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)}, headers=_headers()
         )
     except httpx.TransportError as exc:
         raise InferenceUnavailable(f"The model service at {_base_url()} cannot be reached: {exc}") from exc
@@ -121,7 +150,7 @@ async def chat_stream(
         "temperature": temperature,
         "stream": True,
     }
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    headers = _headers(request_id)
     try:
         async with _async_client().stream(
             "POST", "/v1/chat/completions", json=body, headers=headers

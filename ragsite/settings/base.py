@@ -24,8 +24,15 @@ DATABASES = {
         default=f"postgres://postgres@127.0.0.1:{EMBEDDED_PG_PORT}/ragsite",
     )
 }
-DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
-DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A bounded pool per process: 10,000 users never mean 10,000 database connections.
+# In production PgBouncer (transaction mode) in front of PostgreSQL can share them across processes.
+if env.bool("DATABASE_POOL", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 CELERY_RESULT_BACKEND = None
@@ -50,6 +57,7 @@ INSTALLED_APPS = [
     "ops",
     "ingest",
     "search",
+    "widget",
 ]
 
 MIDDLEWARE = [
@@ -61,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "ops.middleware.RequestContextMiddleware",
 ]
 
 ROOT_URLCONF = "ragsite.urls"
@@ -111,9 +120,24 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 
+# Login throttling: this many failures for one address and user name lock the pair out for a while.
+RAGSITE_LOGIN_MAX_FAILURES = env.int("RAGSITE_LOGIN_MAX_FAILURES", default=5)
+RAGSITE_LOGIN_LOCKOUT_SECONDS = env.int("RAGSITE_LOGIN_LOCKOUT_SECONDS", default=900)
+# /metrics answers loopback only, or anyone presenting this bearer token.
+RAGSITE_METRICS_TOKEN = env.str("RAGSITE_METRICS_TOKEN", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "ops.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if env.bool("LOG_JSON", default=True) else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

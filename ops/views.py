@@ -1,0 +1,65 @@
+import ipaddress
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ingest.models import Document
+from search import inference
+
+from .selectors import audit_events_recent, queue_depths, workers_list
+from .throttle import login_retry_after
+
+
+def _client_ip(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "")
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition; from loopback, or with the bearer token RAGSITE_METRICS_TOKEN."""
+    token = settings.RAGSITE_METRICS_TOKEN
+    if token:
+        allowed = request.headers.get("Authorization") == f"Bearer {token}"
+    else:
+        try:
+            allowed = ipaddress.ip_address(_client_ip(request)).is_loopback
+        except ValueError:
+            allowed = False
+    if not allowed:
+        return HttpResponse("metrics are served to loopback or with the metrics token\n", status=403)
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+@staff_member_required
+def status(request: HttpRequest) -> HttpResponse:
+    """The operator's page: queues, workers, the inference API and the last failures."""
+    context = {
+        "queues": queue_depths(),
+        "workers": workers_list(),
+        "inference": inference.health(),
+        "failed_documents": Document.objects.filter(status=Document.Status.FAILED)
+        .select_related("collection")
+        .order_by("-updated_at")[:10],
+        "audit_events": audit_events_recent(),
+    }
+    return render(request, "ops/status.html", context)
+
+
+def login_throttled(login_view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Refuse a login POST with 429 while its address and user name are locked out."""
+
+    def view(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+        if request.method == "POST":
+            retry_after = login_retry_after(
+                ip=_client_ip(request), username=str(request.POST.get("username", ""))
+            )
+            if retry_after is not None:
+                response = render(request, "ops/login_locked.html", {"retry_after": retry_after}, status=429)
+                response["Retry-After"] = str(retry_after)
+                return response
+        return login_view(request, *args, **kwargs)
+
+    return view
