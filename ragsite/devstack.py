@@ -304,11 +304,14 @@ def run_stack(*, host: str, port: int, inference_port: int) -> int:
             **extra,
             "DJANGO_SETTINGS_MODULE": "ragsite.settings.dev",
             "INFERENCE_URL": os.environ.get("INFERENCE_URL", f"http://127.0.0.1:{inference_port}"),
+            "INFERENCE_HOST": "127.0.0.1",
+            "INFERENCE_PORT": str(inference_port),
+            "HF_HUB_OFFLINE": "1",
         }
         try:
             _manage(["migrate", "--no-input", "-v", "0"], env)
             _manage(["ensure_demo_admin"], env)
-            for name, args in _stack_processes(host=host, port=port, inference_port=inference_port):
+            for name, args in _stack_processes(host=host, port=port):
                 processes.append((name, subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True)))
             wait_for_port(port, timeout=60, process=processes[-1][1])
             _load_demo_documents(env)
@@ -333,7 +336,8 @@ def run_stack(*, host: str, port: int, inference_port: int) -> int:
     return 0
 
 
-def _stack_processes(*, host: str, port: int, inference_port: int) -> list[tuple[str, list[str]]]:
+def _stack_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
+    """The long-running processes of a one-machine deployment (deploy/Procfile lists the same)."""
     venv_bin = Path(sys.executable).parent
     processes = [
         (
@@ -354,20 +358,7 @@ def _stack_processes(*, host: str, port: int, inference_port: int) -> list[tuple
     ]
     inference_python = ROOT / ".venv-inference" / "bin" / "python"
     if inference_python.exists() and not os.environ.get("INFERENCE_URL"):
-        processes.append(
-            (
-                "inference",
-                [
-                    str(inference_python),
-                    "-m",
-                    "inference",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(inference_port),
-                ],
-            )
-        )
+        processes.append(("inference", [str(inference_python), "-m", "inference"]))
     processes.append(
         (
             "web",
@@ -378,6 +369,8 @@ def _stack_processes(*, host: str, port: int, inference_port: int) -> list[tuple
                 host,
                 "--port",
                 str(port),
+                "--backlog",
+                "4096",
             ],
         )
     )

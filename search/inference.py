@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ import httpx
 from django.conf import settings
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-_sync_client: httpx.Client | None = None
-_async_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_sync_clients: dict[str, httpx.Client] = {}
+_async_clients: dict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient] = {}
+_round_robin = itertools.count()
 
 
 class InferenceError(Exception):
@@ -37,8 +39,22 @@ class InferenceUnavailable(InferenceError):
     """The inference API cannot be reached, timed out or answered 5xx: a transient fault."""
 
 
+def _base_urls() -> list[str]:
+    """INFERENCE_URL may list several replicas, comma-separated; requests go round-robin."""
+    urls = [url.strip().rstrip("/") for url in str(settings.INFERENCE_URL).split(",") if url.strip()]
+    if not urls:
+        raise InferenceUnavailable("INFERENCE_URL is empty: set it to the inference API's address")
+    return urls
+
+
 def _base_url() -> str:
-    return str(settings.INFERENCE_URL).rstrip("/")
+    return ", ".join(_base_urls())
+
+
+def _replicas_in_turn() -> list[str]:
+    urls = _base_urls()
+    start = next(_round_robin) % len(urls)
+    return urls[start:] + urls[:start]
 
 
 def _timeout() -> httpx.Timeout:
@@ -53,21 +69,33 @@ def _headers(request_id: str | None = None) -> dict[str, str]:
     return {"X-Request-ID": request_id} if request_id else {}
 
 
-def _client() -> httpx.Client:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = httpx.Client(base_url=_base_url(), timeout=_timeout())
-    return _sync_client
+def _client(url: str) -> httpx.Client:
+    client = _sync_clients.get(url)
+    if client is None:
+        client = httpx.Client(base_url=url, timeout=_timeout())
+        _sync_clients[url] = client
+    return client
 
 
-def _async_client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+def _async_client(url: str) -> httpx.AsyncClient:
+    key = (asyncio.get_running_loop(), url)
+    client = _async_clients.get(key)
     if client is None:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        client = httpx.AsyncClient(base_url=_base_url(), timeout=_timeout(), limits=limits)
-        _async_clients[loop] = client
+        client = httpx.AsyncClient(base_url=url, timeout=_timeout(), limits=limits)
+        _async_clients[key] = client
     return client
+
+
+def clients_reset() -> None:
+    """Forget pooled connections (tests that point INFERENCE_URL elsewhere)."""
+    _sync_clients.clear()
+    _async_clients.clear()
+
+
+def _should_try_next(response: httpx.Response) -> bool:
+    """Another replica may take what this one cannot: it is full (429) or not ready (503)."""
+    return response.status_code in (429, 503)
 
 
 def _raise_for_response(response: httpx.Response) -> None:
@@ -87,6 +115,37 @@ def _raise_for_response(response: httpx.Response) -> None:
     raise InferenceError(f"The model service refused the request: {message}", status=response.status_code)
 
 
+def _post(path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST to the replicas in turn until one takes it; the last answer or fault decides."""
+    replicas = _replicas_in_turn()
+    for position, url in enumerate(replicas):
+        last = position == len(replicas) - 1
+        try:
+            response = _client(url).post(path, json=body, headers=_headers())
+        except httpx.TransportError as exc:
+            if last:
+                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
+            continue
+        if last or not _should_try_next(response):
+            return response
+    raise AssertionError("unreachable: the last replica always returns or raises")
+
+
+async def _apost(path: str, body: dict[str, Any]) -> httpx.Response:
+    replicas = _replicas_in_turn()
+    for position, url in enumerate(replicas):
+        last = position == len(replicas) - 1
+        try:
+            response = await _async_client(url).post(path, json=body, headers=_headers())
+        except httpx.TransportError as exc:
+            if last:
+                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
+            continue
+        if last or not _should_try_next(response):
+            return response
+    raise AssertionError("unreachable: the last replica always returns or raises")
+
+
 @dataclass(frozen=True)
 class Health:
     url: str
@@ -95,44 +154,54 @@ class Health:
 
 
 def health() -> Health:
-    """Whether the inference API has its models loaded (its /readyz)."""
-    try:
-        response = _client().get("/readyz", timeout=2.0)
-    except httpx.TransportError as exc:
-        return Health(url=_base_url(), ok=False, error=f"cannot be reached: {exc}")
-    if response.status_code != 200:
-        return Health(url=_base_url(), ok=False, error=f"not ready (HTTP {response.status_code})")
+    """Whether every inference replica has its models loaded (their /readyz)."""
+    for url in _base_urls():
+        try:
+            response = _client(url).get("/readyz", timeout=2.0)
+        except httpx.TransportError as exc:
+            return Health(url=url, ok=False, error=f"cannot be reached: {exc}")
+        if response.status_code != 200:
+            return Health(url=url, ok=False, error=f"not ready (HTTP {response.status_code})")
     return Health(url=_base_url(), ok=True)
+
+
+def _embeddings_from(response: httpx.Response) -> list[list[float]]:
+    _raise_for_response(response)
+    data = sorted(response.json()["data"], key=lambda item: item["index"])
+    return [item["embedding"] for item in data]
 
 
 def embed(texts: Sequence[str]) -> list[list[float]]:
     """Embed texts with the served embedding model, in order."""
     if not texts:
         return []
-    try:
-        response = _client().post(
-            "/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)}, headers=_headers()
-        )
-    except httpx.TransportError as exc:
-        raise InferenceUnavailable(f"The model service at {_base_url()} cannot be reached: {exc}") from exc
-    _raise_for_response(response)
-    data = sorted(response.json()["data"], key=lambda item: item["index"])
-    return [item["embedding"] for item in data]
+    return _embeddings_from(_post("/v1/embeddings", {"model": EMBEDDING_MODEL, "input": list(texts)}))
 
 
 async def aembed(texts: Sequence[str]) -> list[list[float]]:
     """Embed texts without blocking the event loop."""
     if not texts:
         return []
-    try:
-        response = await _async_client().post(
-            "/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": list(texts)}, headers=_headers()
-        )
-    except httpx.TransportError as exc:
-        raise InferenceUnavailable(f"The model service at {_base_url()} cannot be reached: {exc}") from exc
-    _raise_for_response(response)
-    data = sorted(response.json()["data"], key=lambda item: item["index"])
-    return [item["embedding"] for item in data]
+    response = await _apost("/v1/embeddings", {"model": EMBEDDING_MODEL, "input": list(texts)})
+    return _embeddings_from(response)
+
+
+_chat_models: dict[str, str] = {}
+
+
+async def _chat_model(url: str) -> str:
+    """The chat model a replica serves: INFERENCE_CHAT_MODEL, else the one its /v1/models lists."""
+    configured = str(getattr(settings, "INFERENCE_CHAT_MODEL", "") or "")
+    if configured:
+        return configured
+    if url not in _chat_models:
+        response = await _async_client(url).get("/v1/models", timeout=5.0)
+        _raise_for_response(response)
+        chat = [item["id"] for item in response.json()["data"] if item["id"] != EMBEDDING_MODEL]
+        if not chat:
+            raise InferenceError(f"The model service at {url} serves no chat model")
+        _chat_models[url] = chat[0]
+    return _chat_models[url]
 
 
 async def chat_stream(
@@ -142,36 +211,46 @@ async def chat_stream(
     temperature: float = 0.0,
     request_id: str | None = None,
 ) -> AsyncIterator[str]:
-    """Stream the text deltas of a chat completion; closing the iterator closes the connection."""
-    body: dict[str, Any] = {
-        "model": "default",
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "stream": True,
-    }
-    headers = _headers(request_id)
-    try:
-        async with _async_client().stream(
-            "POST", "/v1/chat/completions", json=body, headers=headers
-        ) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                _raise_for_response(response)
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    return
-                event = json.loads(payload)
-                if "error" in event:
-                    raise InferenceError(f"The model failed while answering: {event['error']['message']}")
-                delta = event["choices"][0].get("delta", {}).get("content")
-                if delta:
-                    yield delta
-    except httpx.TransportError as exc:
-        raise InferenceUnavailable(f"The model service at {_base_url()} cannot be reached: {exc}") from exc
+    """Stream the text deltas of a chat completion; closing the iterator closes the connection.
+
+    A replica that is unreachable, full or not ready is skipped for the next one, but only before the
+    first byte of the answer: once streaming has begun, a failure is reported, never silently restarted.
+    """
+    replicas = _replicas_in_turn()
+    for position, url in enumerate(replicas):
+        last = position == len(replicas) - 1
+        try:
+            body: dict[str, Any] = {
+                "model": await _chat_model(url),
+                "messages": messages,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "stream": True,
+            }
+            async with _async_client(url).stream(
+                "POST", "/v1/chat/completions", json=body, headers=_headers(request_id)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    if not last and _should_try_next(response):
+                        continue
+                    _raise_for_response(response)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        return
+                    event = json.loads(payload)
+                    if "error" in event:
+                        raise InferenceError(f"The model failed while answering: {event['error']['message']}")
+                    delta = event["choices"][0].get("delta", {}).get("content")
+                    if delta:
+                        yield delta
+                return
+        except httpx.TransportError as exc:
+            if last:
+                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
 
 
 async def chat_complete(

@@ -44,6 +44,5 @@ def use_inference(inference_server: InferenceProcess, settings: Any) -> Inferenc
     from search import inference
 
     settings.INFERENCE_URL = inference_server.url
-    inference._sync_client = None
-    inference._async_clients.clear()
+    inference.clients_reset()
     return inference_server

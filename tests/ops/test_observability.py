@@ -95,12 +95,12 @@ def test_status_page_shows_queues_workers_and_a_down_inference_api(
     settings.INFERENCE_URL = "http://127.0.0.1:9"  # type: ignore[attr-defined]
     from search import inference
 
-    inference._sync_client = None
+    inference.clients_reset()
     staff = User.objects.create_user("operator", password="pw-operator-1", is_staff=True)
     client = Client()
     client.force_login(staff)
     page = client.get("/ops/status/").content.decode()
-    inference._sync_client = None
+    inference.clients_reset()
     assert "ingest" in page
     assert celery_worker.name in page
     assert "cannot be reached" in page
