@@ -1,0 +1,177 @@
+"""The retrieval SQL: dense (pgvector HNSW) and full-text candidates fused by reciprocal rank fusion.
+
+Everything happens in one statement so that the permission filter (`collection_id = ANY(...)`) and the
+live-generation filter sit inside each candidate scan, never after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from django.db import connection, transaction
+
+from ingest.models import Chunk, Document
+
+Mode = Literal["keyword", "dense", "hybrid"]
+MODES: tuple[Mode, ...] = ("keyword", "dense", "hybrid")
+
+# Cormack, Clarke & Buettcher (SIGIR 2009): k=60 damps the influence of the very top ranks so that a
+# passage ranked well by both retrievers beats one ranked first by only one of them.
+DEFAULT_RRF_K = 60
+# Each retriever contributes this many candidates (at least k) to the fusion.
+DEFAULT_CANDIDATES = 50
+# The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
+# scan continue past it rather than return fewer rows.
+DEFAULT_EF_SEARCH = 100
+# ts_rank_cd normalisation 1: divide by 1 + log(document length), so that long chunks that mention a
+# term many times do not drown short, focused ones.
+TS_RANK_NORMALIZATION = 1
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    chunk_id: int
+    document_id: int
+    document_title: str
+    collection_id: int
+    text: str
+    heading_path: str
+    page: int | None
+    char_start: int
+    char_end: int
+    score: float
+    dense_rank: int | None
+    keyword_rank: int | None
+
+
+def vector_literal(embedding: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(value)) for value in embedding) + "]"
+
+
+def _live_chunk_filter(alias: str) -> str:
+    # A scalar subquery keeps the generation check a filter of the candidate scan itself, so the HNSW
+    # iterative scan and the GIN bitmap scan skip stale and unreadable rows instead of returning them.
+    return f"""
+        {alias}.collection_id = ANY(%(collection_ids)s)
+        AND {alias}.generation = (
+            SELECT d.generation FROM {Document._meta.db_table} d WHERE d.id = {alias}.document_id
+        )"""
+
+
+def _dense_cte() -> str:
+    # relaxed_order may return rows slightly out of order: re-rank the materialised candidates exactly.
+    return f"""
+    dense AS MATERIALIZED (
+        SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank
+        FROM (
+            SELECT c.id, c.embedding <=> %(embedding)s::vector AS distance
+            FROM {Chunk._meta.db_table} c
+            WHERE {_live_chunk_filter("c")}
+            ORDER BY c.embedding <=> %(embedding)s::vector
+            LIMIT %(candidates)s
+        ) nearest
+    )"""
+
+
+def _keyword_cte() -> str:
+    # Questions are long and websearch_to_tsquery ANDs every term, which matches almost nothing; the
+    # query's lexemes are ORed instead and ts_rank_cd rewards passages that cover more of them, closer.
+    return f"""
+    tsq AS MATERIALIZED (
+        SELECT replace(plainto_tsquery('english', %(query)s)::text, ' & ', ' | ')::tsquery AS query
+    ),
+    keyword AS MATERIALIZED (
+        SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
+        FROM (
+            SELECT c.id, ts_rank_cd(c.search_vector, tsq.query, {TS_RANK_NORMALIZATION}) AS score
+            FROM {Chunk._meta.db_table} c, tsq
+            WHERE c.search_vector @@ tsq.query AND {_live_chunk_filter("c")}
+            ORDER BY score DESC, c.id
+            LIMIT %(candidates)s
+        ) matching
+    )"""
+
+
+def _ranked_cte(mode: Mode) -> str:
+    if mode == "dense":
+        return """
+    ranked AS (
+        SELECT id, rank AS dense_rank, NULL::bigint AS keyword_rank, 1 - distance AS score
+        FROM dense ORDER BY rank LIMIT %(k)s
+    )"""
+    if mode == "keyword":
+        return """
+    ranked AS (
+        SELECT id, NULL::bigint AS dense_rank, rank AS keyword_rank, score
+        FROM keyword ORDER BY rank LIMIT %(k)s
+    )"""
+    return """
+    ranked AS (
+        SELECT
+            COALESCE(dense.id, keyword.id) AS id,
+            dense.rank AS dense_rank,
+            keyword.rank AS keyword_rank,
+            COALESCE(1.0 / (%(rrf_k)s + dense.rank), 0)
+                + COALESCE(1.0 / (%(rrf_k)s + keyword.rank), 0) AS score
+        FROM dense FULL OUTER JOIN keyword ON keyword.id = dense.id
+        ORDER BY score DESC, LEAST(dense.rank, keyword.rank), COALESCE(dense.id, keyword.id)
+        LIMIT %(k)s
+    )"""
+
+
+def search_sql(mode: Mode) -> str:
+    """The one retrieval statement for a mode."""
+    ctes = []
+    if mode in ("dense", "hybrid"):
+        ctes.append(_dense_cte())
+    if mode in ("keyword", "hybrid"):
+        ctes.append(_keyword_cte())
+    ctes.append(_ranked_cte(mode))
+    return f"""
+    WITH {",".join(ctes)}
+    SELECT
+        c.id, c.document_id, COALESCE(NULLIF(d.title, ''), d.original_name), c.collection_id, c.text,
+        c.heading_path, c.page, c.char_start, c.char_end, ranked.score::float8, ranked.dense_rank,
+        ranked.keyword_rank
+    FROM ranked
+    JOIN {Chunk._meta.db_table} c ON c.id = ranked.id
+    JOIN {Document._meta.db_table} d ON d.id = c.document_id
+    ORDER BY ranked.score DESC, LEAST(ranked.dense_rank, ranked.keyword_rank), c.id
+    """
+
+
+def run_search(
+    *,
+    collection_ids: Sequence[int],
+    query: str,
+    query_embedding: Sequence[float] | None,
+    k: int,
+    mode: Mode,
+    rrf_k: int,
+    candidates: int,
+    ef_search: int,
+) -> list[RetrievedChunk]:
+    candidates = max(k, candidates)
+    params = {
+        "collection_ids": list(collection_ids),
+        "query": query,
+        "embedding": vector_literal(query_embedding) if query_embedding is not None else None,
+        "k": k,
+        "rrf_k": rrf_k,
+        "candidates": candidates,
+    }
+    ef = min(max(ef_search, candidates), 1000)
+    # Django's psycopg cursors bind client-side, so the settings and the query travel as one message;
+    # SET LOCAL keeps them to this transaction.
+    statement = (
+        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+        f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode)
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        while cursor.description is None and cursor.nextset():
+            pass
+        rows = cursor.fetchall()
+    return [RetrievedChunk(*row) for row in rows]

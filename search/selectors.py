@@ -1,0 +1,82 @@
+"""Reads for asking: which collections a user may read, retrieval of passages, one passage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import Http404
+
+from ingest.models import Chunk, Collection
+from search.retrieval import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_RRF_K,
+    MODES,
+    Mode,
+    RetrievedChunk,
+    run_search,
+)
+
+__all__ = ["RetrievedChunk", "chunk_get_for_user", "chunk_search", "collection_ids_readable_by"]
+
+
+def collection_ids_readable_by(*, user: Any) -> list[int]:
+    """Superusers read every collection; others those sharing a group with them; anonymous users none."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return []
+    collections = Collection.objects.all()
+    if not user.is_superuser:
+        collections = collections.filter(groups__user=user).distinct()
+    return sorted(collections.values_list("id", flat=True))
+
+
+def chunk_search(
+    *,
+    collection_ids: Sequence[int],
+    query: str,
+    query_embedding: Sequence[float] | None,
+    k: int = 10,
+    mode: str = "hybrid",
+    rrf_k: int = DEFAULT_RRF_K,
+    candidates: int = DEFAULT_CANDIDATES,
+    ef_search: int = DEFAULT_EF_SEARCH,
+) -> list[RetrievedChunk]:
+    """The k best live passages of the given collections, best first, in one SQL statement.
+
+    `collection_ids` must come from `collection_ids_readable_by`: the filter is applied inside the SQL.
+    `keyword` needs no embedding; `dense` and `hybrid` need the query's embedding.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    if rrf_k < 0:
+        raise ValueError("rrf_k must not be negative")
+    if mode != "keyword" and query_embedding is None:
+        raise ValueError(f"{mode} retrieval needs the query's embedding")
+    if not collection_ids:
+        return []
+    search_mode: Mode = mode  # type: ignore[assignment]
+    return run_search(
+        collection_ids=collection_ids,
+        query=query,
+        query_embedding=query_embedding,
+        k=k,
+        mode=search_mode,
+        rrf_k=rrf_k,
+        candidates=candidates,
+        ef_search=ef_search,
+    )
+
+
+def chunk_get_for_user(*, user: Any, chunk_id: int) -> Chunk:
+    """The chunk, with its document and collection, if `user` may read its collection; else Http404."""
+    chunk = (
+        Chunk.objects.select_related("document", "collection")
+        .filter(id=chunk_id, collection_id__in=collection_ids_readable_by(user=user))
+        .first()
+    )
+    if chunk is None:
+        raise Http404("No such passage.")
+    return chunk
