@@ -92,6 +92,46 @@ def _let_user_traverse(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _stop_pid(
+    pid: int | None, process: subprocess.Popen[bytes] | None, *, mode: signal.Signals, timeout: float
+) -> None:
+    """Signal the server and wait until it is gone; SIGKILL it if it outlives the timeout."""
+    if pid is None and process is not None and process.poll() is None:
+        pid = process.pid
+    if pid is None:
+        return
+    try:
+        os.kill(pid, mode)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.pid == pid:
+            if process.poll() is not None:
+                return
+        elif not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 @dataclass
 class Postgres:
     data_dir: Path
@@ -175,15 +215,17 @@ class Postgres:
                 conn.execute(f'CREATE DATABASE "{name}"')
 
     def stop(self, *, mode: signal.Signals = signal.SIGINT) -> None:
-        """SIGINT is PostgreSQL's fast shutdown; SIGKILL simulates a crash."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(mode)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGINT is PostgreSQL's fast shutdown; SIGKILL simulates a crash.
+
+        The postmaster is found by its pid file, so a server restarted by another process (a test
+        that restarts the database under load) is still the one stopped here.
+        """
+        _stop_pid(_read_pid(self.data_dir / "postmaster.pid"), self.process, mode=mode, timeout=60)
+        self.process = None
+
+    def restart(self, *, mode: signal.Signals = signal.SIGINT) -> None:
+        self.stop(mode=mode)
+        self.start()
 
 
 @dataclass
@@ -216,6 +258,8 @@ class Redis:
                 "everysec",
                 "--save",
                 "",
+                "--pidfile",
+                str(self.data_dir / "redis.pid"),
                 "--daemonize",
                 "no",
                 "--maxclients",
@@ -228,14 +272,13 @@ class Redis:
         wait_for_port(self.port, timeout=timeout, process=self.process)
 
     def stop(self, *, mode: signal.Signals = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(mode)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM saves the append-only file and exits; found by pid file, like PostgreSQL."""
+        _stop_pid(_read_pid(self.data_dir / "redis.pid"), self.process, mode=mode, timeout=30)
+        self.process = None
+
+    def restart(self, *, mode: signal.Signals = signal.SIGTERM) -> None:
+        self.stop(mode=mode)
+        self.start()
 
 
 @contextlib.contextmanager

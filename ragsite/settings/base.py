@@ -25,6 +25,8 @@ DATABASES = {
     )
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Pooled connections are checked before use, so a database restart costs no failed request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A bounded pool per process: 10,000 users never mean 10,000 database connections.
 # In production PgBouncer (transaction mode) in front of PostgreSQL can share them across processes.
 if env.bool("DATABASE_POOL", default=True):
