@@ -1,0 +1,46 @@
+"""Collections and widget keys made through the same services the admin uses."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import factory
+from django.contrib.auth.models import User
+
+from ingest.models import Collection
+from widget.models import WidgetKey
+from widget.services import widget_key_create
+
+HOST_ORIGIN = "https://helpdesk.example.com"
+_serial = itertools.count()
+
+
+class CollectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Collection
+
+    name = factory.Sequence(lambda n: f"widget-collection-{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+
+    username = factory.Sequence(lambda n: f"widget-admin-{n}")
+    is_staff = True
+    is_superuser = True
+
+
+def make_key(
+    *, collections: list[Collection] | None = None, origins: list[str] | None = None, **options: Any
+) -> tuple[WidgetKey, str]:
+    """A key (and its secret) on the helpdesk origin, reading a fresh collection unless told otherwise."""
+    key, secret = widget_key_create(
+        name=f"helpdesk-{next(_serial)}",
+        created_by=None,
+        collections=collections if collections is not None else [CollectionFactory.create()],
+        allowed_origins=origins if origins is not None else [HOST_ORIGIN],
+        **options,
+    )
+    return key, secret

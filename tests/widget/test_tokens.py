@@ -1,0 +1,75 @@
+"""Visitor tokens: what a host backend mints verifies; anything else is refused with a reason."""
+
+import time
+
+import pytest
+
+from widget.tokens import TokenInvalid, derive_secret, token_mint, token_verify
+
+SECRET = derive_secret(public_id="wk_test", secret_salt="salt")
+
+
+def test_a_minted_token_names_its_visitor_even_with_dots_in_it() -> None:
+    token = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent.one@example.com")
+    assert token_verify(token=token, secret=SECRET, public_id="wk_test").visitor_id == "agent.one@example.com"
+
+
+def test_the_secret_depends_on_the_salt_so_a_rotation_replaces_it() -> None:
+    assert derive_secret(public_id="wk_test", secret_salt="other") != SECRET
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        ("", "token_malformed"),
+        ("agent", "token_malformed"),
+        ("agent.soon.abc", "token_malformed"),
+        ("agent 1.99999999999.abc", "token_malformed"),
+    ],
+)
+def test_malformed_tokens_are_refused(token: str, code: str) -> None:
+    with pytest.raises(TokenInvalid) as refused:
+        token_verify(token=token, secret=SECRET, public_id="wk_test")
+    assert refused.value.code == code
+
+
+def test_an_expired_token_is_refused() -> None:
+    token = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent-1", ttl_s=-1)
+    with pytest.raises(TokenInvalid) as refused:
+        token_verify(token=token, secret=SECRET, public_id="wk_test")
+    assert refused.value.code == "token_expired"
+
+
+def test_a_token_signed_with_another_secret_or_for_another_key_or_visitor_is_forged() -> None:
+    other_secret = derive_secret(public_id="wk_test", secret_salt="someone else's")
+    for token, public_id in [
+        (token_mint(secret=other_secret, public_id="wk_test", visitor_id="agent-1"), "wk_test"),
+        (token_mint(secret=SECRET, public_id="wk_other", visitor_id="agent-1"), "wk_test"),
+    ]:
+        with pytest.raises(TokenInvalid) as refused:
+            token_verify(token=token, secret=SECRET, public_id=public_id)
+        assert refused.value.code == "token_forged"
+    visitor, expiry, signature = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent-1").split(
+        "."
+    )
+    with pytest.raises(TokenInvalid) as refused:
+        token_verify(token=f"agent-2.{expiry}.{signature}", secret=SECRET, public_id="wk_test")
+    assert refused.value.code == "token_forged"
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(settings: object) -> None:
+    token = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent-1", ttl_s=2 * 3600)
+    with pytest.raises(TokenInvalid) as refused:
+        token_verify(token=token, secret=SECRET, public_id="wk_test")
+    assert refused.value.code == "token_too_long_lived"
+
+
+def test_the_documented_ten_line_host_example_mints_tokens_that_verify() -> None:
+    import hashlib
+    import hmac
+
+    key_id, visitor_id, expires = "wk_test", "agent-7", int(time.time()) + 300
+    message = f"{key_id}:{visitor_id}:{expires}".encode()
+    signature = hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    token = f"{visitor_id}.{expires}.{signature}"
+    assert token_verify(token=token, secret=SECRET, public_id="wk_test").visitor_id == "agent-7"

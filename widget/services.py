@@ -1,0 +1,150 @@
+"""Writes: keys and their secrets, rate-limit hits, and the log of every exchange through a widget."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ingest.models import Collection
+from ops.services import audit_record
+from search.services import AnswerEvent, SourceRef, answer_stream
+
+from .models import WidgetExchange, WidgetKey
+from .ratelimit import Limit, rate_limit_hit
+from .selectors import AuthorizedWidget, WidgetRefused, widget_key_secret
+from .tokens import new_secret_salt
+
+
+def _new_public_id() -> str:
+    return f"wk_{secrets.token_urlsafe(12)}"
+
+
+def widget_key_save(*, key: WidgetKey, user: Any) -> str | None:
+    """Save a key; a new one gets its public id and secret, which is returned (the only time it is)."""
+    created = key.pk is None
+    if created:
+        key.public_id = _new_public_id()
+        key.secret_salt = new_secret_salt()
+        key.created_by = user if user is not None and user.is_authenticated else None
+    with transaction.atomic():
+        key.save()
+        audit_record(actor=user, action="widget_key.create" if created else "widget_key.change", target=key)
+    return widget_key_secret(key=key) if created else None
+
+
+def widget_key_create(
+    *,
+    name: str,
+    created_by: Any,
+    collections: Iterable[Collection],
+    allowed_origins: Sequence[str],
+    **options: Any,
+) -> tuple[WidgetKey, str]:
+    """A new key and its signing secret (shown once: it is derived, never stored)."""
+    key = WidgetKey(name=name, allowed_origins=list(allowed_origins), **options)
+    with transaction.atomic():
+        secret = widget_key_save(key=key, user=created_by)
+        key.collections.set(list(collections))
+    assert secret is not None
+    return key, secret
+
+
+def widget_key_rotate_secret(*, key: WidgetKey, user: Any) -> str:
+    """Replace the key's secret: tokens signed with the old one stop working at once."""
+    key.secret_salt = new_secret_salt()
+    key.secret_rotated_at = timezone.now()
+    with transaction.atomic():
+        key.save(update_fields=["secret_salt", "secret_rotated_at"])
+        audit_record(actor=user, action="widget_key.rotate_secret", target=key)
+    return widget_key_secret(key=key)
+
+
+async def widget_rate_limit_hit(*, widget: AuthorizedWidget) -> None:
+    """Count a question against the key's and the visitor's limits; refuse with 429 when one is spent."""
+    key = widget.key
+    wait = await rate_limit_hit(
+        limits=[
+            Limit(name=f"key:{key.public_id}", per_window=key.rate_limit_per_minute),
+            Limit(
+                name=f"visitor:{key.public_id}:{widget.visitor}", per_window=key.visitor_rate_limit_per_minute
+            ),
+        ]
+    )
+    if wait is not None:
+        raise WidgetRefused(
+            f"Too many questions for now; try again in {wait:.0f} s.",
+            status=429,
+            code="rate_limited",
+            retry_after=wait,
+        )
+
+
+def _source_payload(source: SourceRef) -> dict[str, Any]:
+    """What a widget may show of a source: the passage itself, since its reader may have no ragsite login."""
+    return {
+        "number": source.number,
+        "title": source.document_title,
+        "heading": source.heading_path,
+        "page": source.page,
+        "excerpt": source.excerpt,
+        "text": source.text,
+    }
+
+
+async def widget_answer_stream(
+    *,
+    widget: AuthorizedWidget,
+    question: str,
+    history: Sequence[tuple[str, str]],
+    request_id: str,
+) -> AsyncIterator[tuple[AnswerEvent, list[dict[str, Any]]]]:
+    """Answer from the key's collections only, logging the exchange; yields each event with its sources."""
+    exchange = await WidgetExchange.objects.acreate(
+        key=widget.key,
+        visitor=widget.visitor,
+        origin=widget.origin,
+        question=question,
+        request_id=request_id,
+    )
+    await WidgetKey.objects.filter(pk=widget.key.pk).aupdate(last_used_at=timezone.now())
+    status, answer, sources, error = WidgetExchange.Status.CANCELLED, "", [], ""
+    previous_kind = ""
+    try:
+        async for event in answer_stream(
+            collection_ids=widget.collection_ids, question=question, history=history, request_id=request_id
+        ):
+            payload: list[dict[str, Any]] = []
+            if event.kind == "sources":
+                sources = payload = [_source_payload(source) for source in event.sources]
+            elif event.kind == "token":
+                answer += event.text
+            elif event.kind == "error":
+                # An error right after a busy wait is the model service still busy after the retries.
+                failed = (
+                    WidgetExchange.Status.BUSY if previous_kind == "busy" else WidgetExchange.Status.FAILED
+                )
+                status, error = failed, event.text
+            elif event.kind == "done":
+                status, answer = WidgetExchange.Status.ANSWERED, event.text or answer
+            previous_kind = event.kind
+            yield event, payload
+    finally:
+        await WidgetExchange.objects.filter(pk=exchange.pk).aupdate(
+            status=status, answer=answer, sources=sources, error=error, finished_at=timezone.now()
+        )
+
+
+def widget_exchange_set_feedback(
+    *, exchange: WidgetExchange, feedback: str, note: str | None = None, user: Any
+) -> WidgetExchange:
+    """An admin's verdict on what the widget answered."""
+    exchange.feedback = WidgetExchange.Feedback(feedback)
+    if note is not None:
+        exchange.feedback_note = note
+    exchange.feedback_by = user if user is not None and user.is_authenticated else None
+    exchange.save(update_fields=["feedback", "feedback_note", "feedback_by"])
+    return exchange
