@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
 from search import inference, prompting
+from search.models import Conversation, Feedback, Message
 from search.selectors import RetrievedChunk, chunk_search
 
 logger = logging.getLogger(__name__)
@@ -52,8 +57,10 @@ class SourceRef:
 class AnswerEvent:
     """One step of an answer: its sources, a piece of its text, a busy wait, a failure, or its end.
 
-    `text` is the token for "token", a person-readable message for "busy" and "error", and the whole
-    answer for "done". "sources" comes once, before any token. "error" and "done" end the stream.
+    `text` is the token for "token", a person-readable message for "busy" and "error", the whole answer
+    for "done", and for "sources" the question as searched (a follow-up rewritten to stand alone).
+    "sources" comes once, before any token; "busy" may come before or after it; "error" or "done" ends
+    the stream.
     """
 
     kind: Literal["sources", "token", "busy", "error", "done"]
@@ -78,7 +85,8 @@ def _retry_wait(retry_after: float) -> float:
 def _busy_event(*, retry_after: float, attempt: int, retries: int) -> AnswerEvent:
     return AnswerEvent(
         kind="busy",
-        text=f"The model service is busy; retrying in {retry_after:.0f} s (attempt {attempt} of {retries}).",
+        text=f"The model service is busy, retrying in {math.ceil(retry_after)} s "
+        f"(attempt {attempt} of {retries})…",
         retry_after=retry_after,
     )
 
@@ -217,7 +225,7 @@ async def answer_stream(
 
     if not passages:
         # Nothing relevant: say so without asking the model, which would only guess.
-        yield AnswerEvent(kind="sources")
+        yield AnswerEvent(kind="sources", text=standalone)
         yield AnswerEvent(kind="token", text=NOT_FOUND_ANSWER)
         yield AnswerEvent(kind="done", text=NOT_FOUND_ANSWER)
         return
@@ -230,7 +238,7 @@ async def answer_stream(
         answer_tokens=answer_tokens,
         max_passages=int(_setting("RAGSITE_ANSWER_MAX_PASSAGES", 6)),
     )
-    yield AnswerEvent(kind="sources", sources=_source_refs(passages[: len(prompt.passages)]))
+    yield AnswerEvent(kind="sources", text=standalone, sources=_source_refs(passages[: len(prompt.passages)]))
 
     parts: list[str] = []
     for attempt in range(retries + 1):
@@ -257,3 +265,79 @@ async def answer_stream(
         yield AnswerEvent(kind="error", text="The model returned an empty answer. Please ask again.")
         return
     yield AnswerEvent(kind="done", text=answer)
+
+
+# Conversations and feedback -------------------------------------------------------------------------
+
+
+def conversation_ask(*, user: Any, question: str, conversation: Conversation | None = None) -> Message:
+    """Record a question as the next, still unanswered turn of `conversation` (a new one when None)."""
+    question = question.strip()
+    with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(user=user, title=_title(question))
+        else:
+            conversation.save(update_fields=["updated_at"])
+        return Message.objects.create(
+            conversation=conversation, question=question, request_id=uuid.uuid4().hex
+        )
+
+
+def _title(question: str) -> str:
+    flat = " ".join(question.split())
+    return flat if len(flat) <= 80 else flat[:80].rsplit(" ", 1)[0] + " …"
+
+
+def message_claim(*, message: Message) -> bool:
+    """Move a pending turn to streaming; False when another request already answers (or answered) it."""
+    claimed = Message.objects.filter(id=message.id, status=Message.Status.PENDING).update(
+        status=Message.Status.STREAMING
+    )
+    if claimed:
+        message.status = Message.Status.STREAMING
+    return bool(claimed)
+
+
+def message_record_answer(
+    *, message: Message, standalone_question: str, answer: str, sources: Sequence[SourceRef]
+) -> Message:
+    message.standalone_question = standalone_question
+    message.answer = answer
+    message.sources = [source.as_dict() for source in sources]
+    message.status = Message.Status.ANSWERED
+    message.error = ""
+    message.answered_at = timezone.now()
+    message.save(update_fields=["standalone_question", "answer", "sources", "status", "error", "answered_at"])
+    return message
+
+
+def message_record_failure(
+    *, message: Message, error: str, standalone_question: str = "", sources: Sequence[SourceRef] = ()
+) -> Message:
+    """A turn that could not be answered keeps the reason, which the page shows instead of an answer."""
+    message.standalone_question = standalone_question
+    message.sources = [source.as_dict() for source in sources]
+    message.status = Message.Status.FAILED
+    message.error = error
+    message.answered_at = timezone.now()
+    message.save(update_fields=["standalone_question", "sources", "status", "error", "answered_at"])
+    return message
+
+
+def feedback_record(*, user: Any, message: Message, rating: str, comment: str = "") -> Feedback:
+    """Store (or change) the verdict on an answered turn, with the question, answer and passages it judged."""
+    if message.status != Message.Status.ANSWERED:
+        raise ValueError("Only an answered question can be rated.")
+    feedback, _created = Feedback.objects.update_or_create(
+        message=message,
+        defaults={
+            "user": user,
+            "rating": rating,
+            "comment": comment.strip(),
+            "question": message.question,
+            "standalone_question": message.standalone_question,
+            "answer": message.answer,
+            "passages": message.sources,
+        },
+    )
+    return feedback

@@ -1,8 +1,260 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import escape
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from search import services
+from search.conversations import (
+    conversation_get_for_user,
+    conversation_list_for_user,
+    conversation_messages,
+    message_get_for_user,
+    message_history,
+    passage_in_document_for_user,
+    readable_chunk_ids,
+)
+from search.forms import AskForm, FeedbackForm
+from search.models import Conversation, Feedback, Message
+from search.rendering import answer_html, passage_url
+from search.selectors import collection_ids_readable_by
+from search.services import SourceRef
+
+logger = logging.getLogger(__name__)
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+TEMPLATE = "search/ask.html"
+INTERRUPTED = "The answer was interrupted before it finished. Please ask again."
+
+
+def _turn(
+    message: Message,
+    *,
+    readable: set[int] | None,
+    feedback: Feedback | None = None,
+    feedback_form: FeedbackForm | None = None,
+) -> dict[str, Any]:
+    """What the template shows of one question and its answer.
+
+    `readable` limits the stored sources to the chunks the viewer may still read; None trusts them
+    (they were retrieved for this viewer a moment ago).
+    """
+    sources = [SourceRef.from_dict(data) for data in message.sources]
+    if readable is not None:
+        sources = [source for source in sources if source.chunk_id in readable]
+    urls = {source.number: passage_url(source.chunk_id) for source in sources}
+    return {
+        "message": message,
+        "sources": [(source, urls[source.number]) for source in sources],
+        "answer_html": answer_html(message.answer, passage_urls=urls) if message.answer else "",
+        "feedback": feedback,
+        "feedback_form": feedback_form
+        or FeedbackForm(initial={"rating": feedback.rating} if feedback else None),
+    }
+
+
+def _ask_page(
+    request: HttpRequest, *, conversation: Conversation | None, form: AskForm | None = None
+) -> HttpResponse:
+    messages = conversation_messages(conversation=conversation) if conversation else []
+    cited = [source["chunk_id"] for message in messages for source in message.sources]
+    readable = readable_chunk_ids(user=request.user, chunk_ids=cited)
+    return render(
+        request,
+        TEMPLATE,
+        {
+            "conversation": conversation,
+            "conversations": conversation_list_for_user(user=request.user),
+            "turns": [
+                _turn(message, readable=readable, feedback=getattr(message, "feedback", None))
+                for message in messages
+            ],
+            "form": form or AskForm(initial={"conversation": conversation.id if conversation else None}),
+        },
+    )
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "search/home.html")
+    return _ask_page(request, conversation=None)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+    return _ask_page(request, conversation=conversation)
+
+
+@login_required
+@require_POST
+def ask(request: HtmxHttpRequest) -> HttpResponse:
+    form = AskForm(request.POST)
+    conversation = None
+    if form.is_valid() and form.cleaned_data["conversation"]:
+        conversation = conversation_get_for_user(
+            user=request.user, conversation_id=form.cleaned_data["conversation"]
+        )
+    if not form.is_valid():
+        if request.htmx:
+            response = render(request, f"{TEMPLATE}#ask-form", {"form": form, "oob": False})
+            response["HX-Retarget"] = "#ask-form"
+            response["HX-Reswap"] = "outerHTML"
+            return response
+        return _ask_page(request, conversation=conversation, form=form)
+    message = services.conversation_ask(
+        user=request.user, question=form.cleaned_data["question"], conversation=conversation
+    )
+    if not request.htmx:
+        return redirect("search:conversation", conversation_id=message.conversation_id)
+    response = render(
+        request,
+        f"{TEMPLATE}#ask-response",
+        {
+            "turn": _turn(message, readable=None),
+            "form": AskForm(initial={"conversation": message.conversation_id}),
+            "conversation": message.conversation,
+            "conversations": conversation_list_for_user(user=request.user),
+            "oob": True,
+        },
+    )
+    if conversation is None:
+        response["HX-Push-Url"] = reverse(
+            "search:conversation", kwargs={"conversation_id": message.conversation_id}
+        )
+    return response
+
+
+@login_required
+@require_GET
+async def answer_stream(request: HttpRequest, message_id: int) -> StreamingHttpResponse:
+    """The answer to a recorded question as server-sent events, streamed by the event loop, not a thread."""
+    user = await request.auser()
+    message = await sync_to_async(message_get_for_user)(user=user, message_id=message_id)
+    events = _answer_events(user=user, message=message, csrf_token=get_token(request))
+    return StreamingHttpResponse(
+        events,
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, data: str) -> str:
+    lines = data.splitlines() or [""]
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def _answer_block(message: Message, *, csrf_token: str) -> str:
+    return render_to_string(
+        f"{TEMPLATE}#answer", {"turn": _turn(message, readable=None), "csrf_token": csrf_token}
+    )
+
+
+async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> AsyncIterator[str]:
+    """Run the answer service for `message`, relay its events as htmx SSE swaps, and record the outcome.
+
+    Every path ends with one "done" event carrying the final, server-rendered and sanitised answer (or the
+    reason there is none), which replaces what was streamed and closes the browser's EventSource.
+    """
+    if not await sync_to_async(services.message_claim)(message=message):
+        # A reconnect after the answer ended, or a second tab: show the outcome, never answer twice.
+        current = await sync_to_async(message_get_for_user)(user=user, message_id=message.id)
+        if current.status == Message.Status.STREAMING:
+            current.error = "This question is being answered in another window."
+        yield _sse("done", _answer_block(current, csrf_token=csrf_token))
+        return
+    collection_ids = await sync_to_async(collection_ids_readable_by)(user=user)
+    history = await sync_to_async(message_history)(message=message)
+    standalone = message.question
+    sources: tuple[SourceRef, ...] = ()
+    finished = False
+    try:
+        async for event in services.answer_stream(
+            collection_ids=collection_ids,
+            question=message.question,
+            history=history,
+            request_id=message.request_id,
+        ):
+            if event.kind == "sources":
+                standalone, sources = event.text or standalone, event.sources
+                urls = [(source, passage_url(source.chunk_id)) for source in sources]
+                yield _sse("sources", render_to_string(f"{TEMPLATE}#sources", {"sources": urls}))
+            elif event.kind == "token":
+                yield _sse("token", f"<span>{escape(event.text)}</span>")
+            elif event.kind == "busy":
+                yield _sse("status", render_to_string(f"{TEMPLATE}#status", {"text": event.text}))
+            elif event.kind == "error":
+                await sync_to_async(services.message_record_failure)(
+                    message=message, error=event.text, standalone_question=standalone, sources=sources
+                )
+                finished = True
+                yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+            elif event.kind == "done":
+                await sync_to_async(services.message_record_answer)(
+                    message=message, standalone_question=standalone, answer=event.text, sources=sources
+                )
+                finished = True
+                yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+    except Exception:
+        logger.exception("answering message %s failed", message.id)
+        await sync_to_async(services.message_record_failure)(
+            message=message, error="Something went wrong while answering. Please ask again."
+        )
+        finished = True
+        yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+    finally:
+        if not finished:
+            # The browser went away mid-answer: leave a state the page can show, not a turn stuck streaming.
+            try:
+                await sync_to_async(services.message_record_failure)(
+                    message=message, error=INTERRUPTED, standalone_question=standalone, sources=sources
+                )
+            except Exception:
+                logger.exception("recording the interruption of message %s failed", message.id)
+
+
+@login_required
+@require_POST
+def feedback(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
+    message = message_get_for_user(user=request.user, message_id=message_id)
+    form = FeedbackForm(request.POST)
+    recorded = None
+    if form.is_valid() and message.status == Message.Status.ANSWERED:
+        recorded = services.feedback_record(
+            user=request.user,
+            message=message,
+            rating=form.cleaned_data["rating"],
+            comment=form.cleaned_data["comment"],
+        )
+        form = FeedbackForm(initial={"rating": recorded.rating, "comment": recorded.comment})
+    if not request.htmx:
+        return redirect("search:conversation", conversation_id=message.conversation_id)
+    turn = _turn(message, readable=None, feedback=recorded, feedback_form=form)
+    return render(request, f"{TEMPLATE}#feedback", {"turn": turn})
+
+
+@login_required
+@require_GET
+def passage(request: HttpRequest, chunk_id: int) -> HttpResponse:
+    """A cited passage, highlighted in its document, for those who may read its collection (404 otherwise)."""
+    return render(
+        request,
+        "search/passage.html",
+        {"view": passage_in_document_for_user(user=request.user, chunk_id=chunk_id)},
+    )

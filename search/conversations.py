@@ -1,0 +1,122 @@
+"""Selectors of the ask page: conversations, turns and passages, each read only for the user they belong to.
+
+(Retrieval's own selectors live in `search/selectors.py`; these build on its `chunk_get_for_user`.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from ingest.models import Chunk, Document
+from search.models import Conversation, Message
+from search.selectors import chunk_get_for_user, collection_ids_readable_by
+
+# How many passages either side of a cited one the passage page shows.
+PASSAGE_CONTEXT = 6
+
+
+def conversation_list_for_user(*, user: Any, limit: int = 50) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user=user).order_by("-updated_at", "-id")[:limit]
+
+
+def conversation_get_for_user(*, user: Any, conversation_id: int) -> Conversation:
+    conversation = Conversation.objects.filter(id=conversation_id, user=user).first()
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+def message_get_for_user(*, user: Any, message_id: int) -> Message:
+    message = (
+        Message.objects.select_related("conversation").filter(id=message_id, conversation__user=user).first()
+    )
+    if message is None:
+        raise Http404("No such question.")
+    return message
+
+
+def conversation_messages(*, conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.select_related("feedback").order_by("created_at", "id"))
+
+
+def message_history(*, message: Message, limit: int = 6) -> list[tuple[str, str]]:
+    """The answered turns before `message` in its conversation, oldest first, as (question, answer)."""
+    earlier = (
+        Message.objects.filter(
+            conversation_id=message.conversation_id, status=Message.Status.ANSWERED, id__lt=message.id
+        )
+        .order_by("-id")
+        .values_list("question", "answer")[:limit]
+    )
+    return [(question, answer) for question, answer in reversed(earlier)]
+
+
+def readable_chunk_ids(*, user: Any, chunk_ids: list[int]) -> set[int]:
+    """Which of these chunks `user` may still read (permissions can change after a question was answered)."""
+    if not chunk_ids:
+        return set()
+    return set(
+        Chunk.objects.filter(
+            id__in=chunk_ids, collection_id__in=collection_ids_readable_by(user=user)
+        ).values_list("id", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class PassageBlock:
+    chunk: Chunk
+    # The part of the chunk's text not already shown by the chunk before it (chunks may overlap).
+    text: str
+    cited: bool
+
+
+@dataclass(frozen=True)
+class PassageInDocument:
+    chunk: Chunk
+    document: Document
+    blocks: list[PassageBlock]
+    more_before: bool
+    more_after: bool
+
+
+def passage_in_document_for_user(*, user: Any, chunk_id: int) -> PassageInDocument:
+    """The passage amid its neighbours in its document, if `user` may read it; else Http404."""
+    chunk = chunk_get_for_user(user=user, chunk_id=chunk_id)
+    neighbours = list(
+        Chunk.objects.filter(
+            document_id=chunk.document_id,
+            generation=chunk.generation,
+            ordinal__gte=chunk.ordinal - PASSAGE_CONTEXT,
+            ordinal__lte=chunk.ordinal + PASSAGE_CONTEXT + 1,
+        )
+        .order_by("ordinal")
+        .only("id", "ordinal", "text", "heading_path", "page", "char_start", "char_end")
+    )
+    more_after = len(neighbours) > 0 and neighbours[-1].ordinal > chunk.ordinal + PASSAGE_CONTEXT
+    if more_after:
+        neighbours = neighbours[:-1]
+    blocks: list[PassageBlock] = []
+    shown_until: int | None = None
+    for neighbour in neighbours:
+        text = neighbour.text
+        spans_its_offsets = len(text) == neighbour.char_end - neighbour.char_start
+        if (
+            neighbour.id != chunk.id
+            and shown_until is not None
+            and spans_its_offsets
+            and neighbour.char_start < shown_until
+        ):
+            text = text[shown_until - neighbour.char_start :]
+        shown_until = max(shown_until or 0, neighbour.char_end)
+        blocks.append(PassageBlock(chunk=neighbour, text=text, cited=neighbour.id == chunk.id))
+    return PassageInDocument(
+        chunk=chunk,
+        document=chunk.document,
+        blocks=blocks,
+        more_before=chunk.ordinal - PASSAGE_CONTEXT > 0,
+        more_after=more_after,
+    )

@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    """A person's thread of questions; follow-ups are read in the light of the earlier turns."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(name="conversation_user_recent", fields=["user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Message(models.Model):
+    """One turn: a question and the answer streamed for it, with the numbered passages it was given."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        STREAMING = "streaming", "Streaming"
+        ANSWERED = "answered", "Answered"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    question = models.TextField()
+    # The follow-up rewritten into a question that stands alone; what retrieval searched for.
+    standalone_question = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    # The passages numbered [1], [2], ... in the prompt, as search.services.SourceRef dicts.
+    sources = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation_id", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.question[:80]
+
+
+class Feedback(models.Model):
+    """A thumbs up or down on an answer, with what was asked, answered and retrieved at that moment.
+
+    The copies are deliberate: evaluation and fine-tuning need the exact triple that was judged, even
+    after a document is re-ingested or deleted.
+    """
+
+    class Rating(models.TextChoices):
+        UP = "up", "Helpful"
+        DOWN = "down", "Not helpful"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    rating = models.CharField(max_length=4, choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    question = models.TextField()
+    standalone_question = models.TextField(blank=True)
+    answer = models.TextField()
+    passages = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()}: {self.question[:60]}"
