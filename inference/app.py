@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -86,15 +87,14 @@ class ServiceState:
 
 
 def default_chat_engine(settings: Settings) -> ChatEngine | None:
-    """The engine INFERENCE_CHAT_ENGINE names, or None for `none`."""
-    if settings.chat_engine == "none":
-        return None
-    try:
-        from inference.backends import create_engine  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise RuntimeError(f"chat engine {settings.chat_engine!r} is not available: {exc}") from exc
-    engine: ChatEngine = create_engine(settings)
-    return engine
+    """The engine INFERENCE_CHAT_ENGINE names (None for `none`), its options from INFERENCE_CHAT_*."""
+    from inference.backends import create_engine_from_env
+
+    chosen = {
+        "INFERENCE_CHAT_ENGINE": settings.chat_engine,
+        "INFERENCE_CHAT_MODEL": settings.chat_model or "",
+    }
+    return create_engine_from_env({**os.environ, **chosen})
 
 
 def service(request: Request) -> ServiceState:

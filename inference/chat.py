@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from inference.backends import EngineOverloaded
 from inference.backends.base import ChatEngine, ChatMessage, GenerationDelta, SamplingParams
 from inference.batching import AdmissionGate, QueueFull
 from inference.cancellation import deadline_passed, run_for_client
@@ -97,16 +98,41 @@ async def complete(
         raise
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     deltas = engine.generate(request_id=request_id, messages=messages, params=params)
+    try:
+        # The engine refuses (overloaded, prompt too long) on its first step: answer that before any byte.
+        first = await run_for_client(request, first_delta(deltas), deadline=deadline)
+    except BaseException:
+        await close_quietly(deltas)
+        ticket.release()
+        raise
     reply = Reply(request_id=request_id, model=engine.model_name, metrics=metrics)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = reply.sse(deltas, deadline=deadline, include_usage=include_usage)
+        chunks = reply.sse(first, deltas, deadline=deadline, include_usage=include_usage)
         return ChatStreamResponse(chunks, on_close=ticket.release)
     try:
-        return JSONResponse(await run_for_client(request, reply.collect(deltas), deadline=deadline))
+        return JSONResponse(await run_for_client(request, reply.collect(first, deltas), deadline=deadline))
     finally:
         await close_quietly(deltas)
         ticket.release()
+
+
+async def first_delta(deltas: AsyncIterator[GenerationDelta]) -> GenerationDelta | None:
+    """The engine's first delta (None if it produced nothing), its refusals turned into API errors."""
+    try:
+        return await anext(deltas)
+    except StopAsyncIteration:
+        return None
+    except EngineOverloaded as exc:
+        raise ApiError(
+            429,
+            f"The chat engine is at capacity ({exc}); retry after the Retry-After seconds.",
+            error_type="rate_limit_error",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        ) from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="messages", code="context_length_exceeded") from None
 
 
 def sampling_params(
@@ -150,12 +176,15 @@ class Reply:
         self.metrics = metrics
         self.started = time.perf_counter()
 
-    async def collect(self, deltas: AsyncIterator[GenerationDelta]) -> dict[str, Any]:
-        parts: list[str] = []
-        last = GenerationDelta(text="")
-        async for delta in deltas:
-            parts.append(delta.text)
-            last = delta
+    async def collect(
+        self, first: GenerationDelta | None, deltas: AsyncIterator[GenerationDelta]
+    ) -> dict[str, Any]:
+        last = first or GenerationDelta(text="")
+        parts = [last.text]
+        if first is not None and first.finish_reason is None:
+            async for delta in deltas:
+                parts.append(delta.text)
+                last = delta
         self.record(last)
         return {
             "id": self.request_id,
@@ -173,13 +202,20 @@ class Reply:
         }
 
     async def sse(
-        self, deltas: AsyncIterator[GenerationDelta], *, deadline: float, include_usage: bool
+        self,
+        first: GenerationDelta | None,
+        deltas: AsyncIterator[GenerationDelta],
+        *,
+        deadline: float,
+        include_usage: bool,
     ) -> AsyncIterator[bytes]:
         """Server-sent events; the deadline is checked around each await, never across a yield."""
         try:
             yield self.chunk({"role": "assistant", "content": ""}, None)
-            last = GenerationDelta(text="")
-            while True:
+            last = first or GenerationDelta(text="")
+            if last.text:
+                yield self.chunk({"content": last.text}, None)
+            while first is not None and last.finish_reason is None:
                 try:
                     async with asyncio.timeout_at(deadline):
                         delta = await anext(deltas)

@@ -63,7 +63,7 @@ class Settings:
     embedding_max_inputs: int = 256
     request_timeout_s: float = 30.0
     max_body_bytes: int = 2 * 1024 * 1024
-    chat_engine: str = "none"
+    chat_engine: str = "llamacpp"
     chat_model: str | None = None
     chat_max_active: int = 4
     chat_max_queue: int = 16
@@ -72,7 +72,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         model_path = os.environ.get("INFERENCE_EMBEDDING_MODEL_PATH", "").strip()
-        chat_engine = _env_str("INFERENCE_CHAT_ENGINE", "none").lower()
+        chat_engine = _env_str("INFERENCE_CHAT_ENGINE", "llamacpp").lower()
         if chat_engine not in {"none", "llamacpp", "vllm"}:
             raise ConfigError(f"INFERENCE_CHAT_ENGINE must be none, llamacpp or vllm, got {chat_engine!r}")
         return cls(
