@@ -55,8 +55,8 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=256)
-    input: str | list[str]
+    model: str = Field(min_length=1, max_length=256, examples=["all-MiniLM-L6-v2"])
+    input: str | list[str] = Field(examples=["What is retrieval-augmented generation?"])
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
@@ -105,7 +105,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=16)
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = None
