@@ -111,8 +111,14 @@ async def widget_answer_stream(
         request_id=request_id,
     )
     await WidgetKey.objects.filter(pk=widget.key.pk).aupdate(last_used_at=timezone.now())
-    status, answer, sources, error = WidgetExchange.Status.CANCELLED, "", [], ""
-    previous_kind = ""
+    answer, previous_kind, finished = "", "", False
+    sources: list[dict[str, Any]] = []
+
+    async def finish(status: str, error: str = "") -> None:
+        await WidgetExchange.objects.filter(pk=exchange.pk).aupdate(
+            status=status, answer=answer, sources=sources, error=error, finished_at=timezone.now()
+        )
+
     try:
         async for event in answer_stream(
             collection_ids=widget.collection_ids, question=question, history=history, request_id=request_id
@@ -124,18 +130,19 @@ async def widget_answer_stream(
                 answer += event.text
             elif event.kind == "error":
                 # An error right after a busy wait is the model service still busy after the retries.
-                failed = (
-                    WidgetExchange.Status.BUSY if previous_kind == "busy" else WidgetExchange.Status.FAILED
-                )
-                status, error = failed, event.text
+                busy = previous_kind == "busy"
+                await finish(WidgetExchange.Status.BUSY if busy else WidgetExchange.Status.FAILED, event.text)
+                finished = True
             elif event.kind == "done":
-                status, answer = WidgetExchange.Status.ANSWERED, event.text or answer
+                answer = event.text or answer
+                await finish(WidgetExchange.Status.ANSWERED)
+                finished = True
             previous_kind = event.kind
+            # The log is complete before the visitor sees the end of the answer.
             yield event, payload
     finally:
-        await WidgetExchange.objects.filter(pk=exchange.pk).aupdate(
-            status=status, answer=answer, sources=sources, error=error, finished_at=timezone.now()
-        )
+        if not finished:
+            await finish(WidgetExchange.Status.CANCELLED)
 
 
 def widget_exchange_set_feedback(

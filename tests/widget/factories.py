@@ -1,4 +1,4 @@
-"""Collections and widget keys made through the same services the admin uses."""
+"""Widget keys, made through the same service the admin uses, and the admins who make them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import factory
 from django.contrib.auth.models import User
 
 from ingest.models import Collection
+from tests.search.factories import CollectionFactory
 from widget.models import WidgetKey
 from widget.services import widget_key_create
 
@@ -16,14 +17,7 @@ HOST_ORIGIN = "https://helpdesk.example.com"
 _serial = itertools.count()
 
 
-class CollectionFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Collection
-
-    name = factory.Sequence(lambda n: f"widget-collection-{n}")
-
-
-class UserFactory(factory.django.DjangoModelFactory):
+class SuperuserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 

@@ -11,17 +11,18 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
+from tests.search.factories import CollectionFactory
 from widget.models import WidgetExchange, WidgetKey
 from widget.tokens import token_mint
 
-from .factories import HOST_ORIGIN, CollectionFactory, UserFactory, make_key
+from .factories import HOST_ORIGIN, SuperuserFactory, make_key
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def admin_user() -> User:
-    return UserFactory.create()
+    return SuperuserFactory.create()
 
 
 @pytest.fixture
