@@ -1,0 +1,23 @@
+# Retriever fine-tuning (training/, docs/training.md). The fault-injection tests start torchrun from
+# .venv-inference, so `make test` builds it first.
+TEST_PREREQS += $(STAMP)/venv-inference
+
+TORCHRUN := $(ML_VENV)/bin/torchrun
+FAQ_DIR ?= $(abspath ../shared/eval/python-faq)
+FAQ_RUN ?= .data/training/python-faq
+FAQ_STEPS ?= 120
+
+.PHONY: bench-checkpoint train-faq
+
+# Checkpointing overhead (target <= 3.5 %) and crash-to-training time; the last line is one JSON object.
+bench-checkpoint: $(STAMP)/venv-inference
+	PYTHONPATH=$(CURDIR) $(MLPY) bench/checkpoint.py $(BENCH_ARGS)
+
+# Fine-tune MiniLM on python-faq's titled corpus (title -> passage) on two CPU ranks, then record
+# nDCG@10 on its queries before and after in $(FAQ_RUN)/metrics.json.
+train-faq: $(STAMP)/venv-inference
+	PYTHONPATH=$(CURDIR) $(MLPY) -m training.pairs_from_beir $(FAQ_DIR) --out-dir $(FAQ_RUN)/pairs
+	PYTHONPATH=$(CURDIR) $(TORCHRUN) --standalone --nproc-per-node 2 --max-restarts 3 -m training.train \
+		--pairs $(FAQ_RUN)/pairs/train.jsonl --output-dir $(FAQ_RUN) --batch-size 16 --max-length 128 \
+		--max-steps $(FAQ_STEPS) --lr 3e-5 --eval-beir $(FAQ_DIR) --eval-max-length 128
+	@cat $(FAQ_RUN)/metrics.json

@@ -1,0 +1,1 @@
+"""Retriever fine-tuning: a fault-tolerant, resumable torchrun job (see docs/training.md)."""
