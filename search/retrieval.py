@@ -25,9 +25,11 @@ DEFAULT_CANDIDATES = 50
 # The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
 # scan continue past it rather than return fewer rows.
 DEFAULT_EF_SEARCH = 100
-# ts_rank_cd normalisation 1: divide by 1 + log(document length), so that long chunks that mention a
-# term many times do not drown short, focused ones.
+# ts_rank normalisation 1: divide by 1 + log(chunk length), a mild length normalisation (chunks are
+# already of bounded length).
 TS_RANK_NORMALIZATION = 1
+# Lexemes in more than this fraction of chunks do not make a chunk a candidate on their own.
+COMMON_LEXEME_FREQUENCY = 0.1
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,49 @@ def _dense_cte() -> str:
 
 
 def _keyword_cte() -> str:
-    # Questions are long and websearch_to_tsquery ANDs every term, which matches almost nothing; the
-    # query's lexemes are ORed instead and ts_rank_cd rewards passages that cover more of them, closer.
-    return f"""
+    """Full-text candidates scored like BM25: per-lexeme ts_rank weighted by the lexeme's IDF.
+
+    ts_rank and ts_rank_cd know nothing of how common a word is, so on long natural-language questions
+    "python" or "use" outweigh the one rare word that matters. The lexemes' document frequencies come from
+    PostgreSQL's own statistics of the column (pg_stats.most_common_elems, kept by ANALYZE); a lexeme missing
+    from that list is rarer than its least common entry. Questions are long, so the lexemes are ORed (an AND
+    of every term matches almost nothing); like Elasticsearch's common-terms query, lexemes in more than
+    COMMON_LEXEME_FREQUENCY of all chunks only add to the score of chunks that match a rarer one.
+    """
+    table = Chunk._meta.db_table
+    return rf"""
+    lexeme_stats AS MATERIALIZED (
+        SELECT most_common_elems::text::text[] AS lexemes, most_common_elem_freqs AS freqs
+        FROM pg_stats
+        WHERE schemaname = current_schema() AND tablename = '{table}' AND attname = 'search_vector'
+    ),
+    terms AS MATERIALIZED (
+        SELECT query, COALESCE(df < {COMMON_LEXEME_FREQUENCY}, true) AS selective,
+               COALESCE(ln(1 + (1 - df) / df), 1.0) AS idf
+        FROM (
+            SELECT
+                ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query,
+                (SELECT COALESCE(s.freqs[array_position(s.lexemes, lexeme)],
+                                 s.freqs[cardinality(s.lexemes) + 1] / 2)
+                 FROM lexeme_stats s) AS df
+            FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
+        ) lexemes
+    ),
     tsq AS MATERIALIZED (
-        SELECT replace(plainto_tsquery('english', %(query)s)::text, ' & ', ' | ')::tsquery AS query
+        SELECT COALESCE(
+            (SELECT string_agg(query::text, ' | ')::tsquery FROM terms WHERE selective),
+            (SELECT string_agg(query::text, ' | ')::tsquery FROM terms),
+            ''::tsquery
+        ) AS query
     ),
     keyword AS MATERIALIZED (
         SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
         FROM (
-            SELECT c.id, ts_rank_cd(c.search_vector, tsq.query, {TS_RANK_NORMALIZATION}) AS score
-            FROM {Chunk._meta.db_table} c, tsq
+            SELECT c.id, (
+                SELECT sum(terms.idf * ts_rank(c.search_vector, terms.query, {TS_RANK_NORMALIZATION}))
+                FROM terms
+            ) AS score
+            FROM {table} c, tsq
             WHERE c.search_vector @@ tsq.query AND {_live_chunk_filter("c")}
             ORDER BY score DESC, c.id
             LIMIT %(candidates)s

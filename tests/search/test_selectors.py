@@ -304,6 +304,49 @@ def test_heading_path_counts_in_keyword_ranking() -> None:
     assert [r.chunk_id for r in results] == [in_heading.id, in_body.id]
 
 
+def test_keyword_ranking_weighs_rare_words_above_common_ones() -> None:
+    """Once ANALYZE has counted the lexemes, one rare query word beats many repetitions of a common one."""
+    document = make_document(make_collection())
+    for i in range(60):
+        add_chunk(document, f"The expense policy, section {i}.", basis(7))
+    repeats_common = add_chunk(document, "Policy policy policy: the policy on policies.", basis(8))
+    has_rare = add_chunk(document, "Quokkas may not be brought to the office.", basis(9))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ingest_chunk")
+
+    results = chunk_search(
+        collection_ids=[document.collection_id],
+        query="What is the policy on quokkas?",
+        query_embedding=None,
+        mode="keyword",
+        k=3,
+    )
+
+    # "policy" is in nearly every chunk: it adds to the score but does not select candidates on its own.
+    assert [r.chunk_id for r in results] == [has_rare.id]
+    only_common = chunk_search(
+        collection_ids=[document.collection_id], query="policy", query_embedding=None, mode="keyword", k=3
+    )
+    assert only_common[0].chunk_id == repeats_common.id
+
+
+def test_keyword_queries_with_quotes_and_backslashes_are_safe() -> None:
+    document = make_document(make_collection())
+    chunk = add_chunk(document, r"Use C:\temp\ for O'Reilly's files & (stuff) | x:* !", basis(7))
+    for query in (r"C:\temp\ O'Reilly's", "a & b | !c <-> 'quoted' :*", "", "   ", "the of and"):
+        results = chunk_search(
+            collection_ids=[document.collection_id], query=query, query_embedding=None, mode="keyword"
+        )
+        assert [r.chunk_id for r in results] in ([], [chunk.id])
+    results = chunk_search(
+        collection_ids=[document.collection_id],
+        query="O'Reilly's files",
+        query_embedding=None,
+        mode="keyword",
+    )
+    assert [r.chunk_id for r in results] == [chunk.id]
+
+
 def test_modes_differ_on_real_embeddings(embed: Any) -> None:
     """Dense finds a paraphrase without shared words; keyword finds a rare identifier; hybrid finds both."""
     document = make_document(make_collection())

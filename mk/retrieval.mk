@@ -1,0 +1,16 @@
+# Retrieval quality and speed (docs/retrieval.md). Each target starts throwaway PostgreSQL and an
+# embeddings-only inference API, runs, stops them, and prints one JSON object as its last line.
+#   make evaluate DATASET=/path/to/beir-dataset MODE=keyword|dense|hybrid [K=10]
+#   make bench-retrieval [BENCH_ARGS="--chunks 100000"]
+MODE ?= hybrid
+K ?= 10
+RETRIEVAL_STACK = $(VPY) -m ragsite.devstack exec -- $(VPY) bench/with_inference.py
+
+.PHONY: evaluate bench-retrieval
+
+evaluate: $(STAMP)/venv $(STAMP)/venv-inference
+	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=dir MODE=keyword|dense|hybrid" >&2; exit 2; }
+	@$(RETRIEVAL_STACK) $(VPY) manage.py evaluate --dataset "$(DATASET)" --mode $(MODE) --k $(K) --json
+
+bench-retrieval: $(STAMP)/venv $(STAMP)/venv-inference
+	@$(RETRIEVAL_STACK) $(VPY) bench/retrieval.py $(BENCH_ARGS)

@@ -1,0 +1,331 @@
+"""Retrieval quality on BEIR-layout datasets: loading, the metrics, and a run through `chunk_search`.
+
+A dataset directory holds `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`) and
+`qrels/test.tsv` (`query-id`, `corpus-id`, `score`, with a header row). The corpus is loaded through the real
+ingest code (parse, chunk, embed, store, activate), each entry one document; queries run through the real
+retrieval selector as a user allowed to read the collection; chunks map back to their document's corpus id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.db import connection, transaction
+
+from ingest.models import Chunk, Collection, Document
+from search import inference
+from search.retrieval import RetrievedChunk
+from search.selectors import chunk_search, collection_ids_readable_by
+
+QUERY_EMBED_BATCH = 64
+RECALL_DEPTH = 100
+# A document may have several chunks; retrieve this many per document wanted so that enough distinct
+# documents remain after keeping each document's best chunk.
+CHUNKS_PER_DOCUMENT = 2
+_COMPLETE = "complete"
+TRANSIENT_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    corpus: list[CorpusEntry]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    fingerprint: str
+
+
+# --- loading a dataset -------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 3 or (number == 0 and not fields[2].strip().lstrip("-").isdigit()):
+                continue  # the header row, or a blank line
+            query_id, corpus_id, score = fields[0], fields[1], int(fields[2])
+            qrels.setdefault(query_id, {})[corpus_id] = score
+    return qrels
+
+
+def dataset_load(path: Path | str, *, split: str = "test") -> Dataset:
+    """Read a BEIR-layout dataset; raises FileNotFoundError naming what is missing."""
+    root = Path(path)
+    corpus_path, queries_path, qrels_path = (
+        root / "corpus.jsonl",
+        root / "queries.jsonl",
+        root / "qrels" / f"{split}.tsv",
+    )
+    for required in (corpus_path, queries_path, qrels_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} is missing: a BEIR dataset needs corpus, queries and qrels")
+    corpus = [
+        CorpusEntry(id=str(row["_id"]), title=str(row.get("title") or ""), text=str(row.get("text") or ""))
+        for row in _read_jsonl(corpus_path)
+    ]
+    queries = {str(row["_id"]): str(row["text"]) for row in _read_jsonl(queries_path)}
+    # Keyed by the data and the embedding model; `--reload` refreshes a kept corpus after ingest changes.
+    digest = hashlib.sha256(inference.EMBEDDING_MODEL.encode() + b"\0")
+    digest.update(corpus_path.read_bytes())
+    return Dataset(
+        name=root.resolve().name,
+        corpus=corpus,
+        queries=queries,
+        qrels=_read_qrels(qrels_path),
+        fingerprint=digest.hexdigest(),
+    )
+
+
+# --- metrics (binary or graded relevance, linear gain, as trec_eval and BEIR compute them) ---------------
+
+
+def ndcg_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    ideal = sorted((score for score in relevance.values() if score > 0), reverse=True)[:k]
+    ideal_dcg = sum(score / math.log2(rank + 2) for rank, score in enumerate(ideal))
+    if ideal_dcg == 0:
+        return 0.0
+    dcg = sum(max(relevance.get(doc, 0), 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]))
+    return dcg / ideal_dcg
+
+
+def recall_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    relevant = {doc for doc, score in relevance.items() if score > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked[:k])) / len(relevant)
+
+
+def mrr_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
+    for rank, doc in enumerate(ranked[:k], start=1):
+        if relevance.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def scores_compute(
+    runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]], *, k: int = 10
+) -> dict[str, float | int]:
+    """Mean metrics over the judged queries (those with at least one relevant document) that were run."""
+    judged = [q for q, rels in qrels.items() if q in runs and any(score > 0 for score in rels.values())]
+    if not judged:
+        raise ValueError("no query has both a run and a relevant document in the qrels")
+
+    def mean(metric: Callable[[Sequence[str], Mapping[str, int], int], float], at: int) -> float:
+        return round(sum(metric(runs[q], qrels[q], at) for q in judged) / len(judged), 4)
+
+    return {
+        f"ndcg_at_{k}": mean(ndcg_at_k, k),
+        f"recall_at_{k}": mean(recall_at_k, k),
+        f"recall_at_{RECALL_DEPTH}": mean(recall_at_k, RECALL_DEPTH),
+        f"mrr_at_{k}": mean(mrr_at_k, k),
+        "queries": len(judged),
+    }
+
+
+def documents_in_rank_order(results: Sequence[RetrievedChunk], corpus_ids: Mapping[int, str]) -> list[str]:
+    """Corpus ids ranked by each document's best chunk."""
+    ranked: dict[str, None] = {}
+    for result in results:
+        ranked.setdefault(corpus_ids[result.document_id], None)
+    return list(ranked)
+
+
+# --- the corpus in the database ----------------------------------------------------------------------------
+
+
+def _collection_name(dataset: Dataset, *, keep: bool) -> str:
+    suffix = dataset.fingerprint[:16] if keep else uuid.uuid4().hex[:16]
+    return f"evaluation {dataset.name} {suffix}"[:200]
+
+
+def corpus_find_kept(*, dataset: Dataset) -> Collection | None:
+    """The collection a `--keep` run loaded (or began to load) from this very corpus."""
+    return Collection.objects.filter(name=_collection_name(dataset, keep=True)).first()
+
+
+def corpus_is_complete(collection: Collection) -> bool:
+    return collection.description == _COMPLETE
+
+
+def _ingest_entry(document: Document, entry: CorpusEntry) -> int:
+    """Ingest one entry, retrying when the model service is busy or briefly unavailable."""
+    for attempt in range(TRANSIENT_RETRIES):
+        try:
+            return _ingest_entry_once(document, entry)
+        except (inference.InferenceBusy, inference.InferenceUnavailable):
+            if attempt + 1 == TRANSIENT_RETRIES:
+                raise
+            Chunk.objects.filter(document=document).delete()  # the half-written generation
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _ingest_entry_once(document: Document, entry: CorpusEntry) -> int:
+    from ingest.chunking import chunk_document
+    from ingest.parsers import ParseError, parse
+    from ingest.services import chunks_embed_and_store, document_generation_activate, document_mark_failed
+
+    try:
+        parsed = parse(entry.text.encode(), filename=f"{entry.id}.txt")
+    except ParseError as exc:
+        document_mark_failed(document_id=document.id, message=exc.message)
+        return 0
+    # The corpus title is the document's title (an id-derived file name would only add noise).
+    parsed.title = entry.title
+    drafts = chunk_document(parsed)
+    written = chunks_embed_and_store(document=document, drafts=drafts, generation=1)
+    document_generation_activate(document=document, generation=1)
+    return written
+
+
+def corpus_load(
+    *,
+    dataset: Dataset,
+    keep: bool,
+    workers: int = 8,
+    on_progress: Callable[[int, int], None] | None = None,
+    resume: Collection | None = None,
+) -> Collection:
+    """Ingest every corpus entry as one document of a new collection, or finish loading `resume`.
+
+    Documents are ingested concurrently so that the inference API can batch their chunks.
+    """
+    collection = resume or Collection.objects.create(
+        name=_collection_name(dataset, keep=keep), description="loading"
+    )
+    if resume is None:
+        Document.objects.bulk_create(
+            Document(
+                collection=collection,
+                file="",
+                original_name=entry.id[:255],
+                title=entry.title[:500],
+                content_type="text/plain",
+                sha256=hashlib.sha256(f"{entry.id}\0{entry.text}".encode()).hexdigest(),
+                size=len(entry.text.encode()),
+                status=Document.Status.EMBEDDING,
+            )
+            for entry in dataset.corpus
+        )
+    pending = list(Document.objects.filter(collection=collection, status=Document.Status.EMBEDDING))
+    # Chunks an interrupted load wrote for documents it did not finish.
+    Chunk.objects.filter(document__in=pending).delete()
+    entries = {entry.id[:255]: entry for entry in dataset.corpus}
+    pairs = [(document, entries[document.original_name]) for document in pending]
+    done = 0
+    lock = threading.Lock()
+
+    def ingest_share(share: Sequence[tuple[Document, CorpusEntry]]) -> None:
+        nonlocal done
+        try:
+            for document, entry in share:
+                _ingest_entry(document, entry)
+                with lock:
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, len(pairs))
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate-load") as pool:
+        list(pool.map(ingest_share, [pairs[i::workers] for i in range(workers)]))
+    Collection.objects.filter(id=collection.id).update(description=_COMPLETE)
+    collection.description = _COMPLETE
+    return collection
+
+
+def collection_delete(*, collection: Collection) -> None:
+    with transaction.atomic():
+        collection.delete()
+
+
+# --- a run -------------------------------------------------------------------------------------------------
+
+
+def _reader_of(collection: Collection) -> tuple[User, Group]:
+    name = f"evaluation-{uuid.uuid4().hex[:12]}"
+    group = Group.objects.create(name=name)
+    collection.groups.add(group)
+    user = User.objects.create_user(username=name)
+    user.groups.add(group)
+    return user, group
+
+
+def embed_with_retries(texts: Sequence[str]) -> list[list[float]]:
+    """`inference.embed`, retried with backoff while the model service is busy or briefly unavailable."""
+    for attempt in range(TRANSIENT_RETRIES):
+        try:
+            return inference.embed(texts)
+        except (inference.InferenceBusy, inference.InferenceUnavailable):
+            if attempt + 1 == TRANSIENT_RETRIES:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _embed_queries(texts: Sequence[str]) -> list[list[float]]:
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), QUERY_EMBED_BATCH):
+        vectors.extend(embed_with_retries(texts[start : start + QUERY_EMBED_BATCH]))
+    return vectors
+
+
+def dataset_evaluate(
+    *, dataset: Dataset, collection: Collection, mode: str, k: int = 10
+) -> dict[str, float | int | str]:
+    """Run every judged query through `chunk_search` as a reader of `collection`; the mean metrics."""
+    query_ids = [q for q in dataset.qrels if q in dataset.queries]
+    texts = [dataset.queries[q] for q in query_ids]
+    embeddings: Sequence[Sequence[float] | None] = (
+        [None] * len(texts) if mode == "keyword" else _embed_queries(texts)
+    )
+    corpus_ids = dict(Document.objects.filter(collection=collection).values_list("id", "original_name"))
+    depth = CHUNKS_PER_DOCUMENT * max(k, RECALL_DEPTH)
+    user, group = _reader_of(collection)
+    try:
+        collection_ids = collection_ids_readable_by(user=user)
+        runs = {
+            query_id: documents_in_rank_order(
+                chunk_search(
+                    collection_ids=collection_ids,
+                    query=text,
+                    query_embedding=embedding,
+                    k=depth,
+                    mode=mode,
+                    candidates=depth,
+                ),
+                corpus_ids,
+            )
+            for query_id, text, embedding in zip(query_ids, texts, embeddings, strict=True)
+        }
+    finally:
+        user.delete()
+        group.delete()
+    return {**scores_compute(runs, dataset.qrels, k=k), "mode": mode}

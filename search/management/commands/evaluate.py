@@ -1,0 +1,101 @@
+"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep]`: retrieval quality."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from search.evaluation import (
+    collection_delete,
+    corpus_find_kept,
+    corpus_is_complete,
+    corpus_load,
+    dataset_evaluate,
+    dataset_load,
+)
+from search.retrieval import MODES
+
+
+class Command(BaseCommand):
+    help = (
+        "Load a BEIR-layout dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the ingest code, "
+        "run its queries through chunk_search and print nDCG@10, Recall@10, Recall@100 and MRR@10."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True, help="directory in the BEIR layout")
+        parser.add_argument("--mode", choices=MODES, default="hybrid")
+        parser.add_argument("--k", type=int, default=10, help="cut-off of nDCG, Recall and MRR (default 10)")
+        parser.add_argument("--split", default="test", help="qrels file to use (qrels/<split>.tsv)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--keep",
+            action="store_true",
+            help="keep the loaded corpus, and reuse one kept earlier from the same data and ingest code",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="drop a kept corpus and load it again (after ingest changes)",
+        )
+        parser.add_argument("--workers", type=int, default=8, help="documents ingested concurrently")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per embedding request otherwise
+        try:
+            dataset = dataset_load(options["dataset"], split=options["split"])
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
+        keep = options["keep"] or options["reload"]
+        started = time.monotonic()
+        collection = corpus_find_kept(dataset=dataset) if keep else None
+        if collection is not None and options["reload"]:
+            collection_delete(collection=collection)
+            collection = None
+        reused = collection is not None and corpus_is_complete(collection)
+        if not reused:
+            collection = corpus_load(
+                dataset=dataset,
+                keep=keep,
+                workers=options["workers"],
+                on_progress=self._progress,
+                resume=collection,
+            )
+        assert collection is not None
+        loaded = time.monotonic()
+        try:
+            scores = dataset_evaluate(
+                dataset=dataset, collection=collection, mode=options["mode"], k=options["k"]
+            )
+        finally:
+            if not keep:
+                collection_delete(collection=collection)
+        result = {
+            **scores,
+            "dataset": dataset.name,
+            "documents": len(dataset.corpus),
+            "corpus_reused": reused,
+            "load_s": round(loaded - started, 1),
+            "search_s": round(time.monotonic() - loaded, 1),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        k = options["k"]
+        self.stdout.write(f"{dataset.name}: {scores['queries']} queries, mode {options['mode']}")
+        for label, key in (
+            (f"nDCG@{k}", f"ndcg_at_{k}"),
+            (f"Recall@{k}", f"recall_at_{k}"),
+            ("Recall@100", "recall_at_100"),
+            (f"MRR@{k}", f"mrr_at_{k}"),
+        ):
+            self.stdout.write(f"  {label:<11} {scores[key]:.4f}")
+
+    def _progress(self, done: int, total: int) -> None:
+        if done == total or done % 200 == 0:
+            print(f"loaded {done}/{total} documents", file=sys.stderr, flush=True)
