@@ -27,7 +27,7 @@ DEFAULT_MAX_TOKENS = 256
 class ChatStreamResponse(StreamingResponse):
     """SSE that always closes its generator and frees its slot: on the end, an error or a disconnect."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None]) -> None:
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[bool], None]) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
@@ -36,11 +36,14 @@ class ChatStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        completed = False
         try:
             async with anyio.create_task_group() as group:
 
                 async def stream_then_stop() -> None:
+                    nonlocal completed
                     await self.stream_response(send)
+                    completed = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(stream_then_stop)
@@ -51,7 +54,7 @@ class ChatStreamResponse(StreamingResponse):
                 aclose = getattr(self.body_iterator, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                self._on_close()
+                self._on_close(completed)
 
 
 async def complete(
@@ -109,7 +112,13 @@ async def complete(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = reply.sse(first, deltas, deadline=deadline, include_usage=include_usage)
-        return ChatStreamResponse(chunks, on_close=ticket.release)
+
+        def on_close(completed: bool) -> None:
+            ticket.release()
+            if not completed:
+                metrics.rejections.labels("/v1/chat/completions", "client_disconnected").inc()
+
+        return ChatStreamResponse(chunks, on_close=on_close)
     try:
         return JSONResponse(await run_for_client(request, reply.collect(first, deltas), deadline=deadline))
     finally:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.inference.conftest import StartService
 from tests.inference.helpers import assert_openai_error, metric
+from tests.processes import ROOT
 
 APP = "tests.inference.fake_engine:create_app"
+DISCONNECTED = 'inference_rejections_total{endpoint="/v1/chat/completions",reason="client_disconnected"}'
 CHAT = {"model": "scripted-chat", "messages": [{"role": "user", "content": "say five words"}]}
 
 
@@ -110,6 +114,7 @@ def test_a_disconnected_stream_aborts_the_generation_and_frees_its_slot(
         time.sleep(0.05)
     [start, end] = engine_log(log)
     assert start.startswith("start ") and end == start.replace("start", "abort")
+    assert metric(service.url, DISCONNECTED) == 1
     # The slot is free again: a short request is served.
     short = httpx.post(url, json={**CHAT, "max_tokens": 3}, timeout=30)
     assert short.status_code == 200, short.text
@@ -151,3 +156,47 @@ def test_chat_deadline_ends_both_kinds_of_answer_cleanly(start_service: StartSer
     assert json.loads(events[-2])["error"]["code"] == "timeout"
     assert [line.split()[0] for line in engine_log(log)] == ["start", "abort", "start", "abort"]
     assert metric(service.url, 'inference_queue_depth{queue="chat"}') == 0
+
+
+def llamacpp_missing() -> str | None:
+    """Why the real llama.cpp engine cannot run here, or None when it can."""
+    probe = (
+        "import os, llama_cpp\n"
+        "from inference.backends import default_model_path\n"
+        "assert os.path.exists(default_model_path('llamacpp')), 'the default chat model is not provisioned'\n"
+    )
+    python = ROOT / ".venv-inference" / "bin" / "python"
+    result = subprocess.run([str(python), "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False)
+    return None if result.returncode == 0 else result.stderr.strip().splitlines()[-1]
+
+
+def test_with_the_llamacpp_engine_a_dropped_stream_frees_its_slot(start_service: StartService) -> None:
+    missing = llamacpp_missing()
+    if missing:
+        pytest.skip(f"llama.cpp engine not installed here (make engines): {missing}")
+    service = start_service(
+        INFERENCE_CHAT_ENGINE="llamacpp", INFERENCE_CHAT_MAX_ACTIVE="1", INFERENCE_CHAT_MAX_QUEUE="0"
+    )
+    model = httpx.get(f"{service.url}/v1/models").json()["data"][-1]["id"]
+    url = f"{service.url}/v1/chat/completions"
+    long_answer = {
+        "model": model,
+        "stream": True,
+        "max_tokens": 400,
+        "messages": [{"role": "user", "content": "Count from 1 to 500, one number per line."}],
+    }
+    with httpx.stream("POST", url, json=long_answer, timeout=120) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # kept: dropping the iterator would close the connection
+        assert any('"content"' in line for line, _ in zip(lines, range(5), strict=False))
+        busy = httpx.post(url, json={**long_answer, "stream": False}, timeout=120)
+        assert_openai_error(busy, 429)
+    for _ in range(400):
+        if metric(service.url, 'inference_queue_depth{queue="chat"}') == 0:
+            break
+        time.sleep(0.05)
+    assert metric(service.url, DISCONNECTED) == 1
+    short = {**long_answer, "stream": False, "max_tokens": 4}
+    answer = httpx.post(url, json=short, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["object"] == "chat.completion"
