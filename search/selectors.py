@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404
 
 from ingest.models import Chunk, Collection
+from search.models import Feedback
 from search.retrieval import (
     DEFAULT_CANDIDATES,
     DEFAULT_EF_SEARCH,
@@ -18,7 +21,13 @@ from search.retrieval import (
     run_search,
 )
 
-__all__ = ["RetrievedChunk", "chunk_get_for_user", "chunk_search", "collection_ids_readable_by"]
+__all__ = [
+    "RetrievedChunk",
+    "chunk_get_for_user",
+    "chunk_search",
+    "collection_ids_readable_by",
+    "feedback_list",
+]
 
 
 def collection_ids_readable_by(*, user: Any) -> list[int]:
@@ -80,3 +89,13 @@ def chunk_get_for_user(*, user: Any, chunk_id: int) -> Chunk:
     if chunk is None:
         raise Http404("No such passage.")
     return chunk
+
+
+def feedback_list(*, rating: str | None = None, since: datetime | None = None) -> QuerySet[Feedback]:
+    """Feedback on answers, oldest first, for export (an operator's tool: no per-user filter)."""
+    feedback = Feedback.objects.order_by("created_at", "id")
+    if rating is not None:
+        feedback = feedback.filter(rating=rating)
+    if since is not None:
+        feedback = feedback.filter(updated_at__gte=since)
+    return feedback
