@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -101,7 +101,7 @@ async def widget_answer_stream(
     question: str,
     history: Sequence[tuple[str, str]],
     request_id: str,
-) -> AsyncIterator[tuple[AnswerEvent, list[dict[str, Any]]]]:
+) -> AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]]], None]:
     """Answer from the key's collections only, logging the exchange; yields each event with its sources."""
     exchange = await WidgetExchange.objects.acreate(
         key=widget.key,
@@ -119,10 +119,11 @@ async def widget_answer_stream(
             status=status, answer=answer, sources=sources, error=error, finished_at=timezone.now()
         )
 
+    answer_events = answer_stream(
+        collection_ids=widget.collection_ids, question=question, history=history, request_id=request_id
+    )
     try:
-        async for event in answer_stream(
-            collection_ids=widget.collection_ids, question=question, history=history, request_id=request_id
-        ):
+        async for event in answer_events:
             payload: list[dict[str, Any]] = []
             if event.kind == "sources":
                 sources = payload = [_source_payload(source) for source in event.sources]
@@ -141,6 +142,7 @@ async def widget_answer_stream(
             # The log is complete before the visitor sees the end of the answer.
             yield event, payload
     finally:
+        await answer_events.aclose()  # type: ignore[attr-defined]
         if not finished:
             await finish(WidgetExchange.Status.CANCELLED)
 

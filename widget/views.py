@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.contrib.staticfiles import finders
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
+
+from search.services import AnswerEvent
 
 from .selectors import WidgetRefused, widget_key_check_origin, widget_request_authorize
 from .services import widget_answer_stream, widget_rate_limit_hit
@@ -64,8 +67,7 @@ def widget_script(request: HttpRequest) -> FileResponse:
     return response
 
 
-@csrf_exempt
-@require_http_methods(["GET", "OPTIONS"])
+@require_GET
 async def widget_config(request: HttpRequest, public_id: str) -> HttpResponse:
     """What the widget needs before the first question; a refused origin learns why at once."""
     origin = _origin(request)
@@ -197,16 +199,18 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 
 
 async def _server_sent_events(
-    events: AsyncIterator[tuple[Any, list[dict[str, Any]]]],
+    events: AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]]], None],
 ) -> AsyncIterator[bytes]:
-    async for event, sources in events:
-        if event.kind == "sources":
-            yield _sse("sources", {"sources": sources})
-        elif event.kind == "token":
-            yield _sse("token", {"text": event.text})
-        elif event.kind == "busy":
-            yield _sse("busy", {"message": event.text, "retry_after": event.retry_after})
-        elif event.kind == "error":
-            yield _sse("error", {"message": event.text})
-        else:
-            yield _sse("done", {"answer": event.text})
+    # Closing the response closes the answer, and with it the request to the model.
+    async with aclosing(events):
+        async for event, sources in events:
+            if event.kind == "sources":
+                yield _sse("sources", {"sources": sources})
+            elif event.kind == "token":
+                yield _sse("token", {"text": event.text})
+            elif event.kind == "busy":
+                yield _sse("busy", {"message": event.text, "retry_after": event.retry_after})
+            elif event.kind == "error":
+                yield _sse("error", {"message": event.text})
+            else:
+                yield _sse("done", {"answer": event.text})
