@@ -1,0 +1,71 @@
+"""Word (.docx, python-docx): headings (Title, Heading 1–9) open sections; tables are kept row by row."""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+
+import docx
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+
+from . import Limits, ParsedDocument, ParseError, Section, check_zip, title_from_filename
+
+_HEADING_STYLE = re.compile(r"^heading (\d)$", re.IGNORECASE)
+
+
+def _heading_level(paragraph: Paragraph) -> int | None:
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    if name.lower() == "title":
+        return 0
+    match = _HEADING_STYLE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
+    check_zip(data, limits=limits, kind="Word")
+    try:
+        document = docx.Document(BytesIO(data))
+    except Exception as exc:  # python-docx raises bare KeyError/ValueError/lxml errors on broken parts
+        raise ParseError(
+            f"The Word file could not be read ({type(exc).__name__}: {exc})."[:300]
+            + " Open it in Word or LibreOffice, save it again as .docx and re-upload it."
+        ) from exc
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    paragraphs: list[str] = []
+    title = (document.core_properties.title or "").strip()
+
+    def flush() -> None:
+        if paragraphs:
+            sections.append(Section(text="\n\n".join(paragraphs), heading_path=tuple(t for _, t in stack)))
+        paragraphs.clear()
+
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                line = " | ".join(dict.fromkeys(c for c in cells if c))
+                if line:
+                    paragraphs.append(line)
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        level = _heading_level(block)
+        if level is None:
+            paragraphs.append(text)
+            continue
+        if level == 0:
+            title = title or text
+            continue
+        flush()
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, re.sub(r"\s+", " ", text)))
+    flush()
+    return ParsedDocument(
+        title=title or title_from_filename(filename),
+        content_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        sections=sections,
+    )

@@ -1,0 +1,135 @@
+"""HTML: the main content only (no scripts, styles, navigation); h1–h6 open sections."""
+
+from __future__ import annotations
+
+import re
+
+from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+
+from . import Limits, ParsedDocument, Section, decode_text, title_from_filename
+
+_DROP = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "svg",
+    "canvas",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "button",
+    "select",
+    "object",
+    "embed",
+    "head",
+]
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_CELLS = {"td", "th"}
+_BLOCKS = {
+    "p",
+    "li",
+    "pre",
+    "blockquote",
+    "dt",
+    "dd",
+    "figcaption",
+    "caption",
+    "tr",
+    "div",
+    "section",
+    "article",
+    "main",
+    "ul",
+    "ol",
+    "dl",
+    "table",
+    "tbody",
+    "thead",
+    "figure",
+    "br",
+    "hr",
+}
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"(\s*\|\s*)+$", "", text)
+    return re.sub(r"[ \t\r\f\v]+", " ", re.sub(r"\s*\n\s*", "\n", text)).strip()
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self.stack: list[tuple[int, str]] = []
+        self.paragraphs: list[str] = []
+        self.inline: list[str] = []
+
+    def end_paragraph(self) -> None:
+        text = _clean("".join(self.inline))
+        if text:
+            self.paragraphs.append(text)
+        self.inline.clear()
+
+    def end_section(self) -> None:
+        self.end_paragraph()
+        if self.paragraphs:
+            path = tuple(title for _, title in self.stack)
+            self.sections.append(Section(text="\n\n".join(self.paragraphs), heading_path=path))
+        self.paragraphs.clear()
+
+    def walk(self, node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, Comment):
+                continue
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString:
+                    self.inline.append(str(child))
+                continue
+            if not isinstance(child, Tag):
+                continue
+            if child.name in _HEADINGS:
+                title = _clean(child.get_text(" "))
+                if title:
+                    self.end_section()
+                    level = _HEADINGS[child.name]
+                    while self.stack and self.stack[-1][0] >= level:
+                        self.stack.pop()
+                    self.stack.append((level, title))
+            elif child.name == "pre":
+                self.end_paragraph()
+                text = child.get_text().strip("\n")
+                if text.strip():
+                    self.paragraphs.append(text)
+            elif child.name in _CELLS:
+                self.walk(child)
+                self.inline.append(" | ")
+            elif child.name in _BLOCKS:
+                self.end_paragraph()
+                self.walk(child)
+                self.end_paragraph()
+            else:
+                self.walk(child)
+
+
+def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
+    soup = BeautifulSoup(decode_text(data), "lxml")
+    title_tag = soup.find("title")
+    title = _clean(title_tag.get_text(" ")) if title_tag else ""
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for tag in soup.select("[hidden]"):
+        tag.decompose()
+    root = soup.find("main") or soup.select_one('[role="main"]') or soup.find("article") or soup.body or soup
+    walker = _Walker()
+    if isinstance(root, Tag):
+        walker.walk(root)
+    walker.end_section()
+    if not title:
+        h1 = soup.find("h1")
+        title = _clean(h1.get_text(" ")) if h1 else ""
+    return ParsedDocument(
+        title=title or title_from_filename(filename), content_type="text/html", sections=walker.sections
+    )

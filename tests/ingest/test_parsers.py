@@ -1,0 +1,166 @@
+"""Parsers on real files of each format, made here; the format is found from content, not the name."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.parsers import Limits, ParseError, detect_format, parse
+from tests.ingest import files
+
+
+def test_pdf_has_one_section_per_page_with_its_number() -> None:
+    data = files.pdf_bytes(["Invoices are due in 30 days.", "Late invoices cost 2 % a month."], title="Terms")
+    parsed = parse(data, filename="terms.pdf")
+    assert parsed.title == "Terms"
+    assert [(s.page, s.text) for s in parsed.sections] == [
+        (1, "Invoices are due in 30 days."),
+        (2, "Late invoices cost 2 % a month."),
+    ]
+
+
+def test_docx_keeps_headings_as_a_path_and_tables_by_row() -> None:
+    data = files.docx_bytes(
+        [
+            ("title", "Travel Policy"),
+            ("h1", "Booking"),
+            ("p", "Book trains through the travel desk."),
+            ("h2", "Hotels"),
+            ("p", "Hotels up to 120 EUR a night."),
+            ("table", "City|Limit\nLondon|180 EUR"),
+            ("h1", "Claims"),
+            ("p", "Claim within 30 days."),
+        ]
+    )
+    parsed = parse(data, filename="travel.docx")
+    assert parsed.title == "Travel Policy"
+    assert [(s.heading_path, s.text) for s in parsed.sections] == [
+        (("Booking",), "Book trains through the travel desk."),
+        (("Booking", "Hotels"), "Hotels up to 120 EUR a night.\n\nCity | Limit\n\nLondon | 180 EUR"),
+        (("Claims",), "Claim within 30 days."),
+    ]
+
+
+def test_html_keeps_main_content_and_headings_and_drops_scripts_styles_and_navigation() -> None:
+    data = b"""<!DOCTYPE html><html><head><title>Returns</title><style>p{color:red}</style>
+    <script>var secret = "tracking";</script></head><body><nav>Home | Shop</nav><main>
+    <h1>Returns</h1><p>Return items within <b>30 days</b>.</p><h2>Refunds</h2><p>Paid in 5 days.</p>
+    <script>document.write("injected")</script></main><footer>Copyright</footer></body></html>"""
+    parsed = parse(data, filename="page.bin")
+    assert parsed.title == "Returns"
+    assert [(s.heading_path, s.text) for s in parsed.sections] == [
+        (("Returns",), "Return items within 30 days."),
+        (("Returns", "Refunds"), "Paid in 5 days."),
+    ]
+    assert "tracking" not in parsed.text and "injected" not in parsed.text and "Home" not in parsed.text
+
+
+def test_markdown_headings_nest_and_code_fences_are_not_headings() -> None:
+    data = (
+        b"# Guide\n\nIntro.\n\n## Install\n\n```sh\n# not a heading\npip install x\n```\n\n"
+        b"### Linux\n\nUse apt.\n"
+    )
+    parsed = parse(data, filename="guide.txt")
+    assert parsed.content_type == "text/markdown"
+    assert parsed.title == "Guide"
+    assert [(s.heading_path, s.text) for s in parsed.sections] == [
+        (("Guide",), "Intro."),
+        (("Guide", "Install"), "```sh\n# not a heading\npip install x\n```"),
+        (("Guide", "Install", "Linux"), "Use apt."),
+    ]
+
+
+def test_plain_text_takes_its_first_line_as_title() -> None:
+    parsed = parse(b"Office FAQ\n\nWhere is the kitchen?\nOn the 2nd floor.\n", filename="faq.md")
+    assert parsed.content_type == "text/plain"
+    assert parsed.title == "Office FAQ"
+    assert parsed.text == "Where is the kitchen?\nOn the 2nd floor."
+
+
+def test_csv_rows_keep_their_column_names() -> None:
+    parsed = parse(b"product,price\nkettle,25\nmug,4\n", filename="prices.txt")
+    assert parsed.content_type == "text/csv"
+    assert parsed.text == "product: kettle; price: 25\n\nproduct: mug; price: 4"
+
+
+def test_xlsx_has_a_section_per_sheet() -> None:
+    data = files.xlsx_bytes(
+        {"Prices": [["product", "price"], ["kettle", 25]], "Stock": [["product", "units"], ["mug", 40]]}
+    )
+    parsed = parse(data, filename="book.xlsx")
+    assert [(s.heading_path, s.text) for s in parsed.sections] == [
+        (("Prices",), "product: kettle; price: 25"),
+        (("Stock",), "product: mug; units: 40"),
+    ]
+
+
+def test_pptx_has_a_section_per_slide_titled_by_the_slide() -> None:
+    data = files.pptx_bytes(
+        [("Q3 results", ["Revenue up 12 %", "Costs flat"]), ("Plans", ["Open Berlin office"])]
+    )
+    parsed = parse(data, filename="deck.pptx")
+    assert [(s.page, s.heading_path, s.text) for s in parsed.sections] == [
+        (1, ("Q3 results",), "Revenue up 12 %\n\nCosts flat"),
+        (2, ("Plans",), "Open Berlin office"),
+    ]
+
+
+def test_format_comes_from_content_not_from_the_name() -> None:
+    assert detect_format(files.pdf_bytes(["x"])) == "pdf"
+    assert detect_format(files.docx_bytes([("p", "x")])) == "docx"
+    assert parse(files.pdf_bytes(["Named wrongly."]), filename="notes.txt").content_type == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "The file is empty"),
+        (b"   \n\n  ", "The file is empty"),
+        (b"\x00\x01\x02\x03binary\x00" * 50, "The file is binary, not text"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "The file is a PNG image"),
+        (
+            b"<html><head><script>alert(1)</script><style>p{}</style></head><body><script>x()</script></body></html>",
+            "No text could be extracted",
+        ),
+    ],
+    ids=["empty", "blank", "binary-named-txt", "png", "only-scripts"],
+)
+def test_bad_input_is_refused_with_a_message_a_person_can_act_on(data: bytes, expected: str) -> None:
+    with pytest.raises(ParseError) as error:
+        parse(data, filename="upload.txt")
+    assert error.value.message.startswith(expected)
+
+
+def test_truncated_pdf_is_refused_as_incomplete() -> None:
+    data = files.pdf_bytes(["Page one.", "Page two."])
+    with pytest.raises(ParseError, match="damaged or incomplete.*cut off"):
+        parse(data[: len(data) // 2], filename="cut.pdf")
+
+
+def test_encrypted_pdf_is_refused_as_password_protected() -> None:
+    with pytest.raises(ParseError, match="password-protected"):
+        parse(files.encrypted_pdf_bytes("Secret numbers."), filename="locked.pdf")
+
+
+def test_pdf_without_text_says_it_may_need_ocr() -> None:
+    with pytest.raises(ParseError, match="OCR"):
+        parse(files.pdf_bytes([""]), filename="scan.pdf")
+
+
+def test_docx_zip_bomb_is_refused_before_it_is_unpacked() -> None:
+    bomb = files.docx_zip_bomb(unpacked_bytes=64 * 2**20)
+    assert len(bomb) < 2**20
+    with pytest.raises(
+        ParseError, match=r"would unpack to \d+ MiB, more than the 16 MiB allowed \(it may be a zip bomb\)"
+    ):
+        parse(bomb, filename="bomb.docx", limits=Limits(max_unpacked_bytes=16 * 2**20))
+
+
+def test_zip_that_is_not_an_office_file_is_refused() -> None:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(ParseError, match="ZIP archive, not a document"):
+        parse(out.getvalue(), filename="notes.docx")
