@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import services
+from .models import Collection, Document
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name"]
+    filter_horizontal = ["groups"]
+
+
+def _each(modeladmin: DocumentAdmin, request: HttpRequest, queryset: QuerySet[Document], action: str) -> None:
+    act = {"retry": services.document_retry, "reindex": services.document_reindex}[action]
+    done = 0
+    for document in queryset:
+        try:
+            act(document=document)
+            done += 1
+        except services.InvalidTransition as exc:
+            modeladmin.message_user(request, str(exc), messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{done} document(s) queued.", messages.SUCCESS)
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "collection", "status", "progress", "generation", "size", "created_at"]
+    list_filter = ["status", "collection"]
+    search_fields = ["title", "original_name", "sha256"]
+    readonly_fields = [
+        "file",
+        "original_name",
+        "content_type",
+        "sha256",
+        "size",
+        "status",
+        "progress",
+        "error",
+        "generation",
+        "attempts",
+        "uploaded_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = ["collection", "title", *readonly_fields]
+    actions = ["retry", "reindex"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # uploads go through /ingest/, which deduplicates and queues them
+
+    @admin.action(description="Retry the selected failed documents")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        _each(self, request, queryset, "retry")
+
+    @admin.action(description="Re-index the selected documents")
+    def reindex(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        _each(self, request, queryset, "reindex")
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        services.document_delete(document=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        for document in queryset:
+            services.document_delete(document=document)

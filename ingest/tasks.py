@@ -1,0 +1,89 @@
+"""Celery tasks: thin wrappers that load by id and call a service; failures end as a document state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from search.inference import InferenceBusy, InferenceUnavailable
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (InferenceBusy, InferenceUnavailable, OperationalError, InterfaceError)
+MAX_RETRIES = 6
+SOFT_TIME_LIMIT_S = 30 * 60
+
+
+def _retry_delay(retries: int, exc: Exception) -> float:
+    """Exponential backoff (5 s, 10 s, … capped at 5 min), or the model service's Retry-After if longer."""
+    delay = min(5.0 * 2**retries, 300.0)
+    if isinstance(exc, InferenceBusy):
+        delay = max(delay, exc.retry_after)
+    return delay
+
+
+def _transient_message(exc: Exception) -> str:
+    if isinstance(exc, InferenceBusy | InferenceUnavailable):
+        return f"{exc.message}."
+    return f"The database was unavailable ({type(exc).__name__})."
+
+
+@shared_task(
+    bind=True,
+    name="ingest.document_ingest",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=SOFT_TIME_LIMIT_S,
+    time_limit=SOFT_TIME_LIMIT_S + 60,
+)
+def document_ingest(self: Any, document_id: int) -> None:
+    try:
+        services.document_ingest(document_id=document_id)
+    except TRANSIENT as exc:
+        reason = _transient_message(exc)
+        if self.request.retries >= self.max_retries:
+            services.document_mark_failed(
+                document_id=document_id,
+                message=f"{reason} Gave up after {self.max_retries} retries; press Retry once it is back.",
+            )
+            return
+        delay = _retry_delay(self.request.retries, exc)
+        try:
+            services.document_mark_waiting(
+                document_id=document_id,
+                message=f"{reason} Trying again in {delay:.0f} s (retry {self.request.retries + 1} of "
+                f"{self.max_retries}).",
+            )
+        except DatabaseError:
+            logger.warning("could not note the retry of document %s", document_id)
+        raise self.retry(exc=exc, countdown=delay) from None
+    except SoftTimeLimitExceeded:
+        services.document_mark_failed(
+            document_id=document_id,
+            message=f"Ingestion took longer than {SOFT_TIME_LIMIT_S // 60} minutes and was stopped. "
+            "Split the file into smaller ones and upload those.",
+        )
+    except Exception as exc:
+        logger.exception("ingesting document %s failed", document_id)
+        services.document_mark_failed(
+            document_id=document_id,
+            message=f"Ingestion failed unexpectedly ({type(exc).__name__}: {exc}). Press Retry; if it fails "
+            "again, send this message to an administrator.",
+        )
+
+
+@worker_ready.connect
+def requeue_stalled_documents(**kwargs: Any) -> None:
+    """A worker that starts picks up the documents whose run died with a previous worker."""
+    try:
+        services.document_requeue_stalled()
+    except DatabaseError:
+        logger.exception("could not look for stalled documents")

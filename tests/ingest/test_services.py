@@ -1,0 +1,161 @@
+"""Upload, deduplication, the state machine's guards, generations and recovery of orphaned runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+
+from ingest import services
+from ingest.models import Chunk, Collection, Document
+from tests.factories import CollectionFactory
+from tests.processes import database_url_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _upload(collection: Collection, data: bytes = b"Hello\n\nWorld.", name: str = "hello.txt") -> Document:
+    return services.document_create_from_bytes(collection=collection, data=data, name=name)
+
+
+def _chunk(document: Document, *, generation: int, ordinal: int = 0) -> Chunk:
+    return Chunk.objects.create(
+        document=document,
+        collection=document.collection,
+        generation=generation,
+        ordinal=ordinal,
+        text=f"gen {generation} #{ordinal}",
+        char_start=0,
+        char_end=1,
+        token_count=3,
+        embedding=[0.0] * 383 + [1.0],
+    )
+
+
+def test_upload_is_stored_and_queued_after_commit(
+    django_capture_on_commit_callbacks: Any, media_dir: Path
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        document = _upload(CollectionFactory.create())
+    assert len(callbacks) == 1
+    assert (document.status, document.size, document.original_name) == ("queued", 13, "hello.txt")
+    assert (media_dir / document.file.name).read_bytes() == b"Hello\n\nWorld."
+
+
+def test_the_same_content_twice_in_one_collection_is_refused_with_the_existing_document() -> None:
+    collection = CollectionFactory.create(name="Policies")
+    first = _upload(collection)
+    with pytest.raises(services.DocumentDuplicate) as refused:
+        _upload(collection, name="copy-of-hello.txt")
+    assert refused.value.existing == first
+    assert refused.value.message.startswith(
+        "“copy-of-hello.txt” was not added: the same content is already in “Policies”"
+    )
+    assert Document.objects.count() == 1
+    _upload(CollectionFactory.create())  # another collection may hold the same content
+    assert Document.objects.count() == 2
+
+
+def test_an_oversized_upload_is_refused_before_anything_is_stored(settings: Any, media_dir: Path) -> None:
+    settings.RAGSITE_MAX_UPLOAD_BYTES = 1024
+    files_before = set(media_dir.rglob("*"))
+    with pytest.raises(
+        services.DocumentRefused, match=r"“big.txt” is 2 KB; the limit is 1 KB. Split it into smaller files."
+    ):
+        _upload(CollectionFactory.create(), data=b"x" * 2048, name="big.txt")
+    assert not Document.objects.exists()
+    assert set(media_dir.rglob("*")) == files_before
+
+
+def test_an_empty_upload_is_refused() -> None:
+    with pytest.raises(services.DocumentRefused, match="“empty.txt” is empty"):
+        _upload(CollectionFactory.create(), data=b"", name="empty.txt")
+
+
+def test_delete_removes_the_chunks_and_the_file(
+    django_capture_on_commit_callbacks: Any, media_dir: Path
+) -> None:
+    document = _upload(CollectionFactory.create())
+    _chunk(document, generation=1)
+    path = media_dir / document.file.name
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_delete(document=document)
+    assert not Document.objects.exists() and not Chunk.objects.exists()
+    assert not path.exists()
+
+
+def test_retry_and_reindex_are_guarded_by_the_status() -> None:
+    document = _upload(CollectionFactory.create())
+    with pytest.raises(services.InvalidTransition, match="cannot be re-indexed while it is queued"):
+        services.document_reindex(document=document)
+    with pytest.raises(services.InvalidTransition, match="cannot be retried while it is queued"):
+        services.document_retry(document=document)
+    Document.objects.filter(id=document.id).update(status="failed", error="boom", attempts=3)
+    retried = services.document_retry(document=document)
+    assert (retried.status, retried.error, retried.attempts) == ("queued", "", 0)
+
+
+def test_activating_a_generation_drops_every_other_in_one_step() -> None:
+    document = _upload(CollectionFactory.create())
+    _chunk(document, generation=1)
+    _chunk(document, generation=2, ordinal=0)
+    _chunk(document, generation=2, ordinal=1)
+    services.document_generation_activate(document=document, generation=2)
+    document.refresh_from_db()
+    assert (document.status, document.generation, document.progress) == ("ready", 2, 100)
+    assert set(Chunk.objects.values_list("generation", flat=True)) == {2}
+
+
+def test_a_failed_reindex_keeps_the_live_generation_and_drops_the_partial_one() -> None:
+    document = _upload(CollectionFactory.create())
+    Document.objects.filter(id=document.id).update(generation=1, status="embedding")
+    _chunk(document, generation=1)
+    _chunk(document, generation=2)
+    services.document_mark_failed(document_id=document.id, message="The model refused it.")
+    document.refresh_from_db()
+    assert (document.status, document.error, document.generation) == ("failed", "The model refused it.", 1)
+    assert list(Chunk.objects.values_list("generation", flat=True)) == [1]
+
+
+def test_ingesting_a_document_that_is_already_done_changes_nothing() -> None:
+    document = _upload(CollectionFactory.create())
+    Document.objects.filter(id=document.id).update(status="ready", generation=1, progress=100)
+    _chunk(document, generation=1)
+    services.document_ingest(document_id=document.id)
+    services.document_ingest(document_id=10**9)  # deleted meanwhile: quietly nothing
+    document.refresh_from_db()
+    assert (document.status, document.generation, document.attempts) == ("ready", 1, 0)
+    assert Chunk.objects.count() == 1
+
+
+def test_a_document_whose_runs_keep_dying_ends_failed_instead_of_looping() -> None:
+    document = _upload(CollectionFactory.create())
+    Document.objects.filter(id=document.id).update(status="embedding", attempts=services.MAX_ATTEMPTS)
+    services.document_ingest(document_id=document.id)
+    document.refresh_from_db()
+    assert document.status == "failed"
+    assert document.error.startswith(f"Ingestion was interrupted {services.MAX_ATTEMPTS} times")
+
+
+def test_orphaned_runs_are_queued_again_but_live_ones_are_left_alone(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    collection = CollectionFactory.create()
+    orphan = _upload(collection, data=b"orphan", name="orphan.txt")
+    running = _upload(collection, data=b"running", name="running.txt")
+    Document.objects.filter(id__in=[orphan.id, running.id]).update(status="embedding")
+    # Another session (a live worker) holds the lock of `running`.
+    other = psycopg.connect(database_url_for(str(connection.settings_dict["NAME"])), autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [services._LOCK_NAMESPACE, running.id])
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            assert services.document_requeue_stalled() == 1
+    finally:
+        other.close()
+    assert len(callbacks) == 1
+    orphan.refresh_from_db()
+    running.refresh_from_db()
+    assert (orphan.status, running.status) == ("queued", "embedding")
