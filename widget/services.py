@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from ingest.models import Collection
 from ops.services import audit_record
@@ -17,6 +19,8 @@ from .models import WidgetExchange, WidgetKey
 from .ratelimit import Limit, rate_limit_hit
 from .selectors import AuthorizedWidget, WidgetRefused, widget_key_secret
 from .tokens import new_secret_salt
+
+logger = logging.getLogger(__name__)
 
 
 def _new_public_id() -> str:
@@ -66,14 +70,21 @@ def widget_key_rotate_secret(*, key: WidgetKey, user: Any) -> str:
 async def widget_rate_limit_hit(*, widget: AuthorizedWidget) -> None:
     """Count a question against the key's and the visitor's limits; refuse with 429 when one is spent."""
     key = widget.key
-    wait = await rate_limit_hit(
-        limits=[
-            Limit(name=f"key:{key.public_id}", per_window=key.rate_limit_per_minute),
-            Limit(
-                name=f"visitor:{key.public_id}:{widget.visitor}", per_window=key.visitor_rate_limit_per_minute
-            ),
-        ]
-    )
+    limits = [
+        Limit(name=f"key:{key.public_id}", per_window=key.rate_limit_per_minute),
+        Limit(name=f"visitor:{key.public_id}:{widget.visitor}", per_window=key.visitor_rate_limit_per_minute),
+    ]
+    try:
+        wait = await rate_limit_hit(limits=limits)
+    except RedisError as exc:
+        # Fail closed: the limits are what keeps a public key from spending the model for anyone.
+        logger.error("widget rate limits unavailable: %s", exc)
+        raise WidgetRefused(
+            "ragsite cannot check its limits right now; please try again shortly.",
+            status=503,
+            code="limits_unavailable",
+            retry_after=5,
+        ) from exc
     if wait is not None:
         raise WidgetRefused(
             f"Too many questions for now; try again in {wait:.0f} s.",

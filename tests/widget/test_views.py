@@ -238,3 +238,14 @@ def test_the_script_is_served_for_any_site_to_load(client: Client) -> None:
     assert response["Content-Type"].startswith("text/javascript")
     assert response["Cross-Origin-Resource-Policy"] == "cross-origin"
     assert b"RagsiteWidget" in b"".join(response.streaming_content)  # type: ignore[attr-defined]
+
+
+def test_without_redis_the_limits_fail_closed_in_words(client: Client, settings: Any) -> None:
+    from ragsite.devstack import free_port
+
+    settings.WIDGET_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    key, _ = make_key()
+    response = ask(client, key.public_id, {"question": "Hi?"})
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "limits_unavailable"
+    assert response["Retry-After"] == "5"
