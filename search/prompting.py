@@ -74,7 +74,13 @@ def _format_passage(number: int, passage: Passage, text: str) -> str:
 
 
 def _question_block(question: str) -> str:
-    return f"Question: {question.strip()}\n\nAnswer with [n] citations:"
+    # The reminder comes last because small models follow the instruction nearest to their answer best.
+    return (
+        f"Question: {question.strip()}\n\n"
+        "Answer the question in full sentences using only the passages above, and put the number of the "
+        "passage each fact comes from after it, like [1]. If the passages do not answer it, say you do not "
+        "know."
+    )
 
 
 def answer_prompt(

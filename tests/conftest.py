@@ -7,6 +7,8 @@ import pytest
 
 from tests.processes import InferenceProcess, WorkerProcess, start_inference, start_worker
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -183,3 +183,84 @@ def start_inference(
     server = InferenceProcess(process=process, log_path=log_path, port=port)
     server.wait_ready()
     return server
+
+
+@dataclass
+class WebProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_web(
+    *,
+    database_name: str,
+    log_dir: Path,
+    inference_url: str,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> WebProcess:
+    """The web app as `make run` serves it (uvicorn, ASGI), on a free port, against the test database."""
+    import httpx
+
+    from ragsite.devstack import free_port
+
+    port = free_port()
+    log_path = log_dir / f"web-{port}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ragsite.settings.test",
+        "DATABASE_URL": database_url_for(database_name),
+        "INFERENCE_URL": inference_url,
+        "LOG_JSON": "false",
+        **(extra_env or {}),
+    }
+    # The browser fixtures lift Django's async-safety guard in the test process; the app keeps it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ragsite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    web = WebProcess(process=process, log_path=log_path, port=port)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"web app exited with {process.returncode}:\n{web.log()}")
+        try:
+            httpx.get(f"{web.url}/healthz", timeout=2)
+            return web
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                web.stop()
+                raise TimeoutError(f"web app not answering after {timeout}s:\n{web.log()}") from None
+            time.sleep(0.2)

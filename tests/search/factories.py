@@ -11,6 +11,8 @@ from ingest.models import Chunk, Collection, Document
 from search.models import Conversation, Message
 from tests.search.fake_inference import embed_text
 
+PASSWORD = "pass-word-123"
+
 
 class GroupFactory(factory.django.DjangoModelFactory[Group]):
     class Meta:
@@ -25,14 +27,14 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user-{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
 
     @factory.post_generation
     def groups(obj: User, create: bool, extracted: Any, **kwargs: Any) -> None:
-        if create and extracted:
-            obj.groups.set(extracted)
+        obj.set_password(PASSWORD)
         if create:
             obj.save()
+        if create and extracted:
+            obj.groups.set(extracted)
 
 
 class CollectionFactory(factory.django.DjangoModelFactory[Collection]):
