@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.files import File
@@ -357,11 +358,12 @@ def _embed(batch: list[ChunkDraft]) -> list[list[float]]:
 
 
 def _embed_texts(texts: list[str]) -> list[list[float]]:
-    """Embed a batch; one that outlasts the model service's deadline (504) is split in halves and retried."""
+    """Embed a batch; one that times out (504, or no answer in time) is split in halves and retried."""
     try:
         return inference_embed(texts)
     except InferenceUnavailable as exc:
-        if exc.status != 504 or len(texts) <= MIN_SPLIT_BATCH:
+        timed_out = exc.status == 504 or isinstance(exc.__cause__, httpx.ReadTimeout)
+        if not timed_out or len(texts) <= MIN_SPLIT_BATCH:
             raise
         logger.info("a batch of %d texts timed out; embedding it in halves", len(texts))
         middle = len(texts) // 2
