@@ -40,6 +40,7 @@ class HtmxHttpRequest(HttpRequest):
 
 TEMPLATE = "search/ask.html"
 INTERRUPTED = "The answer was interrupted before it finished. Please ask again."
+WRITING = "Writing the answer…"
 
 
 def _turn(
@@ -160,6 +161,10 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
+def _status(text: str, *, busy: bool = False) -> str:
+    return _sse("status", render_to_string(f"{TEMPLATE}#status", {"text": text, "busy": busy}))
+
+
 def _answer_block(message: Message, *, csrf_token: str) -> str:
     return render_to_string(
         f"{TEMPLATE}#answer", {"turn": _turn(message, readable=None), "csrf_token": csrf_token}
@@ -183,7 +188,7 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
     history = await sync_to_async(message_history)(message=message)
     standalone = message.question
     sources: tuple[SourceRef, ...] = ()
-    finished = False
+    finished = busy = False
     try:
         async for event in services.answer_stream(
             collection_ids=collection_ids,
@@ -195,10 +200,15 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                 standalone, sources = event.text or standalone, event.sources
                 urls = [(source, passage_url(source.chunk_id)) for source in sources]
                 yield _sse("sources", render_to_string(f"{TEMPLATE}#sources", {"sources": urls}))
+                yield _status(WRITING)
             elif event.kind == "token":
+                if busy:
+                    busy = False
+                    yield _status(WRITING)
                 yield _sse("token", f"<span>{escape(event.text)}</span>")
             elif event.kind == "busy":
-                yield _sse("status", render_to_string(f"{TEMPLATE}#status", {"text": event.text}))
+                busy = True
+                yield _status(event.text, busy=True)
             elif event.kind == "error":
                 await sync_to_async(services.message_record_failure)(
                     message=message, error=event.text, standalone_question=standalone, sources=sources

@@ -114,9 +114,9 @@ def test_answer_streams_tokens_then_a_final_sanitised_answer_with_linked_citatio
 
     events = sse_events(client_for.get(reverse("search:answer_stream", args=[message.id])))
 
-    assert [name for name, _ in events] == ["sources", "token", "token", "token", "done"]
+    assert [name for name, _ in events] == ["sources", "status", "token", "token", "token", "done"]
     assert "Returns policy" in events[0][1] and "page 2" in events[0][1]
-    assert events[3][1] == "<span>&lt;script&gt;x()&lt;/script&gt;</span>"
+    assert events[4][1] == "<span>&lt;script&gt;x()&lt;/script&gt;</span>"
     final = events[-1][1]
     assert "<strong>30 days</strong>" in final
     assert f'<a class="cite" href="/passages/{refunds.id}/#passage"' in final
@@ -135,8 +135,9 @@ def test_busy_model_shows_a_retrying_state_then_the_answer(
 
     events = sse_events(client_for.get(reverse("search:answer_stream", args=[message.id])))
 
-    assert [name for name, _ in events] == ["sources", "status", "token", "done"]
-    assert "busy, retrying" in events[1][1]
+    assert [name for name, _ in events] == ["sources", "status", "status", "status", "token", "done"]
+    assert "busy, retrying" in events[2][1]
+    assert "Writing the answer" in events[3][1]  # the busy notice goes once tokens flow again
     assert Message.objects.get().status == Message.Status.ANSWERED
 
 
