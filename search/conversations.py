@@ -100,19 +100,22 @@ def passage_in_document_for_user(*, user: Any, chunk_id: int) -> PassageInDocume
     if more_after:
         neighbours = neighbours[:-1]
     blocks: list[PassageBlock] = []
-    shown_until: int | None = None
-    for neighbour in neighbours:
+    shown_until = 0
+    for index, neighbour in enumerate(neighbours):
+        cited = neighbour.id == chunk.id
         text = neighbour.text
-        spans_its_offsets = len(text) == neighbour.char_end - neighbour.char_start
-        if (
-            neighbour.id != chunk.id
-            and shown_until is not None
-            and spans_its_offsets
-            and neighbour.char_start < shown_until
-        ):
-            text = text[shown_until - neighbour.char_start :]
-        shown_until = max(shown_until or 0, neighbour.char_end)
-        blocks.append(PassageBlock(chunk=neighbour, text=text, cited=neighbour.id == chunk.id))
+        # Consecutive chunks overlap by a few sentences; show each stretch of the document once, and the
+        # cited passage whole. Offsets are trusted only where they match the chunk's own text.
+        if len(text) == neighbour.char_end - neighbour.char_start:
+            start = neighbour.char_start if cited else max(neighbour.char_start, shown_until)
+            end = neighbour.char_end
+            following = neighbours[index + 1] if index + 1 < len(neighbours) else None
+            if following is not None and following.id == chunk.id:
+                end = max(start, min(end, following.char_start))
+            text = text[start - neighbour.char_start : end - neighbour.char_start]
+            shown_until = max(shown_until, end)
+        if text.strip() or cited:
+            blocks.append(PassageBlock(chunk=neighbour, text=text, cited=cited))
     return PassageInDocument(
         chunk=chunk,
         document=chunk.document,

@@ -237,3 +237,26 @@ def test_passage_view_shows_the_passage_highlighted_in_its_document(client_for: 
     assert "Our shop sells laptops and phones." in html  # its neighbours, unhighlighted
     assert "Returns &gt; Laptops" in html and "page 2" in html
     assert html.count("<mark") == 1
+
+
+def test_passage_view_shows_overlapping_neighbours_once(client_for: Client, staff: Any) -> None:
+    from ingest.models import Chunk
+
+    document = make_document(collection__groups=list(staff.groups.all()))
+    text = "Alpha one. Beta two. Gamma three. Delta four."
+    spans = [(0, 20), (11, 33), (21, 45)]  # each chunk repeats the last sentence of the one before
+    chunks = [
+        Chunk.objects.create(
+            document=document, collection_id=document.collection_id, generation=document.generation,
+            ordinal=ordinal, text=text[start:end], char_start=start, char_end=end, token_count=4,
+            embedding=[1.0] + [0.0] * 383,
+        )
+        for ordinal, (start, end) in enumerate(spans)
+    ]  # fmt: skip
+
+    html = client_for.get(reverse("search:passage", args=[chunks[1].id])).content.decode()
+
+    assert '<p class="chunk">Alpha one. </p>' in html
+    assert f'<mark id="passage" data-chunk-id="{chunks[1].id}">Beta two. Gamma three.</mark>' in html
+    assert '<p class="chunk"> Delta four.</p>' in html
+    assert html.count("Beta two.") == 1 and html.count("Gamma three.") == 1
