@@ -243,7 +243,11 @@ def start_service(port: int, env: dict[str, str], log_path: Path, backlog: int) 
 def metric_value(base_url: str, name: str) -> float | None:
     import httpx
 
-    for line in httpx.get(f"{base_url}/metrics", timeout=30).text.splitlines():
+    try:
+        text = httpx.get(f"{base_url}/metrics", timeout=120).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return None
@@ -284,7 +288,7 @@ def bench_ceiling(texts: list[str], batch_size: int, threads: int) -> float:
     torch.set_num_threads(threads)
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     model.encode(texts[:batch_size], batch_size=batch_size)
-    sample = texts[:1024]
+    sample = texts[:512]
     started = time.perf_counter()
     with torch.inference_mode():
         model.encode(sample, batch_size=batch_size, show_progress_bar=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from inference.config import Settings
@@ -16,9 +14,8 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        backlog=int(os.environ.get("INFERENCE_BACKLOG", "4096")),
-        timeout_keep_alive=int(os.environ.get("INFERENCE_KEEP_ALIVE_S", "30")),
-        log_level=os.environ.get("INFERENCE_LOG_LEVEL", "info"),
+        backlog=settings.backlog,
+        timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
     )
 

@@ -144,6 +144,23 @@ class BodySizeLimitMiddleware:
         )
 
 
+class ShedLoadMiddleware:
+    """While the embeddings queue is full, answer 429 before the body is read or validated."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/embeddings" and scope["method"] == "POST":
+            state: ServiceState | None = getattr(scope["app"].state, "service", None)
+            batcher = state.batcher if state is not None else None
+            if state is not None and batcher is not None and batcher.depth >= batcher.max_queue:
+                state.metrics.rejections.labels("/v1/embeddings", "queue_full").inc()
+                await error_response(queue_full(batcher.retry_after(1)))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class RequestMetricsMiddleware:
     """Observe each request's latency by endpoint and status."""
 
@@ -211,6 +228,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ShedLoadMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     install_error_handlers(app, metrics)
     install_routes(app)
@@ -229,6 +247,7 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         embedder = await asyncio.to_thread(
             EmbeddingModel, settings.embedding_model_path, model_id=settings.embedding_model_id
         )
+        rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
         engine = make_chat_engine(settings)
         if engine is not None:
             await engine.start()
@@ -243,11 +262,23 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         max_batch_tokens=settings.embedding_max_batch_tokens,
         max_queue=settings.embedding_max_queue,
         metrics=state.metrics,
+        inputs_per_second=rate,
     )
     batcher.start()
     state.embedder, state.chat_engine, state.batcher = embedder, engine, batcher
     state.metrics.models_loaded.set(1)
     logger.info("models loaded: %s, chat engine %s", settings.embedding_model_id, settings.chat_engine)
+
+
+def warm_up(embedder: EmbeddingModel, batch_size: int) -> float:
+    """Encode a full batch of typical inputs twice (the first pays one-off costs); inputs/s of the second."""
+    texts = [
+        "a typical passage of a few dozen tokens for the embedding model to warm up on " * 2
+    ] * batch_size
+    embedder.encode(texts)
+    started = time.perf_counter()
+    embedder.encode(texts)
+    return batch_size / max(time.perf_counter() - started, 1e-9)
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:

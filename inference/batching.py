@@ -50,6 +50,7 @@ class EmbeddingBatcher:
         max_batch_tokens: int,
         max_queue: int,
         metrics: Metrics,
+        inputs_per_second: float = 0.0,
     ) -> None:
         self._encode = encode
         self.max_batch_size = max_batch_size
@@ -62,7 +63,8 @@ class EmbeddingBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._worker: asyncio.Task[None] | None = None
-        self._inputs_per_second = 0.0
+        # Measured from each batch; seeded by the warm-up so the first burst is admitted with care too.
+        self._inputs_per_second = inputs_per_second
         metrics.queue_capacity.labels("embeddings").set(max_queue)
 
     @property

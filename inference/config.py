@@ -53,6 +53,8 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8001
+    backlog: int = 4096
+    keep_alive_s: int = 30
     torch_threads: int = 1
     embedding_model_id: str = "all-MiniLM-L6-v2"
     embedding_model_path: str = field(default_factory=_default_embedding_model_path)
@@ -78,6 +80,8 @@ class Settings:
         return cls(
             host=_env_str("INFERENCE_HOST", "127.0.0.1"),
             port=_env_int("INFERENCE_PORT", 8001, minimum=0),
+            backlog=_env_int("INFERENCE_BACKLOG", 4096, minimum=1),
+            keep_alive_s=_env_int("INFERENCE_KEEP_ALIVE_S", 30, minimum=1),
             torch_threads=_env_int("INFERENCE_TORCH_THREADS", 1, minimum=1),
             embedding_model_id=_env_str("INFERENCE_EMBEDDING_MODEL_ID", "all-MiniLM-L6-v2"),
             embedding_model_path=model_path or _default_embedding_model_path(),

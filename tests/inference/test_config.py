@@ -1,0 +1,43 @@
+"""Settings come from INFERENCE_* variables, cast once, and bad values stop the service early."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.config import ConfigError, Settings
+
+
+@pytest.fixture(autouse=True)
+def model_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The web venv lacks the model package; any directory name will do for reading settings.
+    monkeypatch.setenv("INFERENCE_EMBEDDING_MODEL_PATH", "/models/minilm")
+
+
+def test_settings_are_read_from_the_environment_with_casts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", "16")
+    monkeypatch.setenv("INFERENCE_EMBEDDING_MAX_WAIT_MS", "2.5")
+    monkeypatch.setenv("INFERENCE_CHAT_ENGINE", "NONE")
+    settings = Settings.from_env()
+    assert settings.embedding_max_batch_size == 16
+    assert settings.embedding_max_wait_ms == 2.5
+    assert settings.chat_engine == "none"
+    assert settings.host == "127.0.0.1"
+    assert settings.embedding_model_path == "/models/minilm"
+    assert settings.torch_threads == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("INFERENCE_EMBEDDING_MAX_QUEUE", "many"),
+        ("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", "0"),
+        ("INFERENCE_REQUEST_TIMEOUT_S", "-1"),
+        ("INFERENCE_CHAT_ENGINE", "gpt"),
+    ],
+)
+def test_a_bad_value_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env()
