@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-checkpoints", action="store_true", help="neither save nor resume")
     p.add_argument("--eval-beir", type=Path, help="BEIR dir: record nDCG@10 before and after")
     p.add_argument("--eval-max-length", type=int, default=256)
+    p.add_argument("--eval-max-docs", type=int, help="evaluate on the relevant docs plus a sample")
     p.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
 
@@ -440,10 +441,20 @@ class Trainer:
         if args.eval_beir:
             from training.evaluate import evaluate_beir
 
-            after = evaluate_beir(self.tokenizer, self.model, args.eval_beir, max_length=args.eval_max_length)
+            after = evaluate_beir(
+                self.tokenizer,
+                self.model,
+                args.eval_beir,
+                max_length=args.eval_max_length,
+                max_docs=args.eval_max_docs,
+            )
             base_tokenizer, base_model = load_encoder(self.base_dir, num_layers=args.num_layers)
             before = evaluate_beir(
-                base_tokenizer, base_model.to(self.device), args.eval_beir, max_length=args.eval_max_length
+                base_tokenizer,
+                base_model.to(self.device),
+                args.eval_beir,
+                max_length=args.eval_max_length,
+                max_docs=args.eval_max_docs,
             )
             metrics["eval"] = after | {"base_score": before["score"]}
             log.info("%s: %.4f before, %.4f after", after["metric"], before["score"], after["score"])

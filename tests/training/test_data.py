@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from training.data import Pair, load_pairs, pairs_digest
-from training.evaluate import ndcg_at_k, read_qrels
+from training.evaluate import ndcg_at_k, read_qrels, sample_corpus
 from training.frequency import checkfreq_interval
 from training.pairs_from_beir import main as pairs_from_beir_main
 from training.pairs_from_beir import pairs_from_beir
@@ -102,3 +102,15 @@ def test_checkfreq_interval_lets_each_persist_finish_before_the_next_snapshot() 
     interval = checkfreq_interval(step_s=0.1, snapshot_s=0.0, interference_s=0.0, persist_s=3.0, target=0.5)
 
     assert interval == 31
+
+
+def test_sample_corpus_keeps_every_relevant_document_and_is_seeded() -> None:
+    corpus = [{"_id": f"d{i}"} for i in range(100)]
+    qrels = {"q1": {"d5": 1}, "q2": {"d77": 1}}
+
+    sample = sample_corpus(corpus, qrels, max_docs=10)
+
+    assert len(sample) == 10
+    assert {"d5", "d77"} <= {row["_id"] for row in sample}
+    assert sample == sample_corpus(corpus, qrels, max_docs=10)
+    assert sample_corpus(corpus, qrels, max_docs=None) == corpus
