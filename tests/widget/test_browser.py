@@ -20,6 +20,7 @@ from tests.search.factories import DocumentFactory, add_chunks
 from tests.search.fake_inference import FakeInference, Reply
 from widget.models import WidgetExchange
 from widget.selectors import widget_snippet
+from widget.tokens import token_mint
 
 from .factories import make_key
 
@@ -277,3 +278,41 @@ def test_the_widget_works_from_the_keyboard_alone(
     expect(page.get_by_role("dialog")).to_be_hidden()
     expect(launcher).to_be_focused()
     expect(launcher).to_have_attribute("aria-expanded", "false")
+
+
+def test_a_key_requiring_tokens_answers_with_the_host_backends_token_and_refuses_a_copied_snippet(
+    web: WebProcess,
+    two_collections: tuple[Any, Any],
+    fake_inference: FakeInference,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    port = free_port()
+    key, secret = make_key(
+        collections=[two_collections[0]], origins=[f"http://127.0.0.1:{port}"], requires_visitor_token=True
+    )
+    snippet = widget_snippet(key=key, base_url=web.url)
+    with_token_url = snippet.replace("/your-backend/ragsite-widget-token", "/token.txt")
+    site = host_site(tmp_path / "tokens", snippet=with_token_url, port=port)
+    # The host backend's token endpoint, as a file: what it would answer to a signed-in agent.
+    (tmp_path / "tokens" / "token.txt").write_text(
+        token_mint(secret=secret, public_id=key.public_id, visitor_id="agent.7@example.com")
+    )
+    (tmp_path / "tokens" / "copied.html").write_text(
+        HOST_PAGE.format(snippet=snippet.replace(' data-token-url="/your-backend/ragsite-widget-token"', ""))
+    )
+    fake_inference.default_reply = Reply(["Within 30 days [1]."])
+    try:
+        page.goto(f"{site.url}/ticket.html")
+        ask(page, "How long for laptop refunds?")
+        expect(page.get_by_text("Within 30 days [1].")).to_be_visible()
+        assert WidgetExchange.objects.get(key=key).visitor == "agent.7@example.com"
+
+        page.goto(f"{site.url}/copied.html")
+        ask(page, "How long for laptop refunds?")
+        expect(page.get_by_role("alert")).to_contain_text("needs a visitor token")
+        assert WidgetExchange.objects.filter(key=key).count() == 1
+    finally:
+        site.stop()
