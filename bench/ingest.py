@@ -1,6 +1,6 @@
 """Ingestion throughput end to end (upload, Celery, parse, chunk, embed, store) vs the model's ceiling.
 
-    make bench-ingest [BENCH_ARGS="--documents 300 --concurrency 4"]
+    make bench-ingest [BENCH_ARGS="--documents 200 --concurrency 8"]
     python bench/ingest.py ...     # inside `python -m ragsite.devstack exec --`
 
 Starts an embeddings-only inference API (unless INFERENCE_URL is set) and a Celery worker on the run's
@@ -47,8 +47,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--documents", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=4, help="worker processes (and ceiling clients)")
+    parser.add_argument("--documents", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8, help="worker processes (and ceiling clients)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     args = parser.parse_args()
 
