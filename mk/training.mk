@@ -15,7 +15,7 @@ bench-checkpoint: $(STAMP)/venv-inference
 
 # Fine-tune MiniLM on python-faq's titled corpus (title -> passage) on two CPU ranks, then record
 # nDCG@10 on its queries before and after in $(FAQ_RUN)/metrics.json (the queries' 175 answers plus
-# a seeded sample of other documents, 1,000 in all, 128 tokens: the full corpus takes CPU hours).
+# a seeded sample of other documents, 1,000 in all, 128 tokens: the full corpus costs ~35 CPU-minutes).
 train-faq: $(STAMP)/venv-inference
 	PYTHONPATH=$(CURDIR) $(MLPY) -m training.pairs_from_beir $(FAQ_DIR) --out-dir $(FAQ_RUN)/pairs
 	PYTHONPATH=$(CURDIR) $(TORCHRUN) --standalone --nproc-per-node 2 --max-restarts 3 -m training.train \
