@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from search.inference import InferenceBusy, InferenceUnavailable
 
@@ -80,10 +83,31 @@ def document_ingest(self: Any, document_id: int) -> None:
         )
 
 
-@worker_ready.connect
-def requeue_stalled_documents(**kwargs: Any) -> None:
-    """A worker that starts picks up the documents whose run died with a previous worker."""
+def _requeue_stalled_once() -> None:
     try:
         services.document_requeue_stalled()
     except DatabaseError:
         logger.exception("could not look for stalled documents")
+    finally:
+        close_old_connections()
+
+
+def _sweep_stalled_forever(interval_s: float) -> None:
+    while True:
+        time.sleep(interval_s)
+        _requeue_stalled_once()
+
+
+@worker_ready.connect
+def requeue_stalled_documents(**kwargs: Any) -> None:
+    """Documents whose run died with a worker are queued again: at start, then every sweep interval.
+
+    Without the periodic sweep a killed worker's task would wait for the broker's visibility timeout
+    (an hour) unless some worker restarts. A live run holds its document's lock, so it is never taken.
+    """
+    _requeue_stalled_once()
+    interval_s = float(settings.RAGSITE_STALLED_SWEEP_S)
+    if interval_s > 0:
+        threading.Thread(
+            target=_sweep_stalled_forever, args=(interval_s,), name="stalled-documents-sweep", daemon=True
+        ).start()

@@ -36,6 +36,15 @@ if env.bool("DATABASE_POOL", default=True):
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 
+# Admission (ops.middleware.AdmissionMiddleware): as many requests at once as the pool has connections; a
+# bounded queue behind them; beyond it, or after the wait, 429 with Retry-After.
+RAGSITE_WEB_MAX_ACTIVE = env.int(
+    "RAGSITE_WEB_MAX_ACTIVE", default=env.int("DATABASE_POOL_MAX_SIZE", default=20)
+)
+RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=1000)
+RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=10.0)
+RAGSITE_WEB_RETRY_AFTER_S = env.float("RAGSITE_WEB_RETRY_AFTER_S", default=2.0)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -44,6 +53,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")}}
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
 
@@ -63,6 +73,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.AdmissionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,6 +125,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Uploads bigger than this are refused before they are stored.
 RAGSITE_MAX_UPLOAD_BYTES = env.int("RAGSITE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+# Archives (DOCX, XLSX, PPTX) that unpack past this are refused as zip bombs.
+RAGSITE_MAX_UNPACKED_BYTES = env.int("RAGSITE_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
+RAGSITE_INGEST_QUEUE = env.str("RAGSITE_INGEST_QUEUE", default="ingest")
+RAGSITE_INGEST_BATCH_SIZE = env.int("RAGSITE_INGEST_BATCH_SIZE", default=64)
+# Every worker looks this often for documents whose run died with another worker (0: only at start).
+RAGSITE_STALLED_SWEEP_S = env.float("RAGSITE_STALLED_SWEEP_S", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
