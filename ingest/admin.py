@@ -65,8 +65,8 @@ class DocumentAdmin(admin.ModelAdmin):
         _each(self, request, queryset, "reindex")
 
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
-        services.document_delete(document=obj)
+        services.document_delete(document=obj, deleted_by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         for document in queryset:
-            services.document_delete(document=document)
+            services.document_delete(document=document, deleted_by=request.user)

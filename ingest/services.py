@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ops.services import audit_record
 from search.inference import InferenceBusy, InferenceError, InferenceUnavailable
 from search.inference import embed as inference_embed
 
@@ -134,6 +135,12 @@ def document_create(
     try:
         with transaction.atomic():
             document.save()
+            audit_record(
+                actor=user,
+                action="document.upload",
+                target=document,
+                details={"collection": collection.name, "size": size, "sha256": sha256},
+            )
             _queue_ingest(document.id)
     except IntegrityError:
         # Two uploads of the same content raced; the other one won.
@@ -188,11 +195,17 @@ def document_reindex(*, document: Document) -> Document:
     return _requeue(document, allowed=[Status.READY, Status.FAILED], action="re-indexed")
 
 
-def document_delete(*, document: Document) -> None:
+def document_delete(*, document: Document, deleted_by: User | AnonymousUser | None = None) -> None:
     """Delete a document, its chunks (by cascade) and, once committed, its stored file."""
     file_name = document.file.name
     storage = document.file.storage
     with transaction.atomic():
+        audit_record(
+            actor=deleted_by,
+            action="document.delete",
+            target=document,
+            details={"collection": document.collection.name, "sha256": document.sha256},
+        )
         Document.objects.filter(id=document.id).delete()
         if file_name:
             transaction.on_commit(lambda: storage.delete(file_name))

@@ -119,7 +119,7 @@ def document_reindex(request: HttpRequest, document_id: int) -> HttpResponse:
 @require_POST
 def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _document_or_404(request, document_id)
-    services.document_delete(document=document)
+    services.document_delete(document=document, deleted_by=request.user)
     if request.htmx:  # type: ignore[attr-defined]
         return HttpResponse("")  # the row is swapped for nothing
     messages.success(request, f"“{document}” and its chunks were deleted.")

@@ -159,3 +159,22 @@ def test_orphaned_runs_are_queued_again_but_live_ones_are_left_alone(
     orphan.refresh_from_db()
     running.refresh_from_db()
     assert (orphan.status, running.status) == ("queued", "embedding")
+
+
+def test_uploads_and_deletions_are_audited_with_their_actor(
+    django_capture_on_commit_callbacks: Any, media_dir: Path
+) -> None:
+    from ops.models import AuditEvent
+    from tests.factories import StaffUserFactory
+
+    admin = StaffUserFactory.create()
+    document = services.document_create_from_bytes(
+        collection=CollectionFactory.create(), data=b"Audited.", name="audit.txt", uploaded_by=admin
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.document_delete(document=document, deleted_by=admin)
+    events = list(AuditEvent.objects.order_by("created_at").values_list("action", "actor", "target_id"))
+    assert events == [
+        ("document.upload", admin.pk, str(document.pk)),
+        ("document.delete", admin.pk, str(document.pk)),
+    ]
