@@ -45,6 +45,17 @@ RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=1000)
 RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=10.0)
 RAGSITE_WEB_RETRY_AFTER_S = env.float("RAGSITE_WEB_RETRY_AFTER_S", default=2.0)
 
+# A streaming replica takes retrieval's reads; writes and everything else stay on the primary.
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = {
+        **env.db_url("DATABASE_REPLICA_URL"),
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+        "TEST": {"MIRROR": "default"},
+    }
+RETRIEVAL_DATABASE = "replica" if "replica" in DATABASES else "default"
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
