@@ -46,7 +46,6 @@ from search.evaluation import CorpusEntry, dataset_load, embed_with_retries  # n
 from search.retrieval import (  # noqa: E402
     DEFAULT_CANDIDATES,
     DEFAULT_EF_SEARCH,
-    _live_chunk_filter,
     vector_literal,
 )
 from search.selectors import chunk_search  # noqa: E402
@@ -223,16 +222,31 @@ def load(
 # --- measuring ---------------------------------------------------------------------------------------------
 
 
+_exact: dict[tuple[tuple[int, ...], str, int], list[int]] = {}
+
+
 def exact_top(*, collection_ids: list[int], embedding: Sequence[float], k: int) -> list[int]:
     """The exact nearest live chunks: a sequential scan and a sort, never the approximate index."""
+    key = (tuple(collection_ids), vector_literal(embedding), k)
+    if key not in _exact:
+        _exact[key] = _exact_top(collection_ids=collection_ids, embedding=embedding, k=k)
+    return _exact[key]
+
+
+def _exact_top(*, collection_ids: list[int], embedding: Sequence[float], k: int) -> list[int]:
+    # The same rows as chunk_search reads (readable collections, live generation), joined rather than
+    # filtered by a correlated subquery, which without index scans would scan the documents once per chunk.
     sql = f"""
-        SELECT c.id FROM {Chunk._meta.db_table} c WHERE {_live_chunk_filter("c")}
-        ORDER BY c.embedding <=> %(embedding)s::vector, c.id LIMIT %(k)s
+        SELECT c.id
+        FROM {Chunk._meta.db_table} c
+        JOIN {Document._meta.db_table} d ON d.id = c.document_id AND d.generation = c.generation
+        WHERE c.collection_id = ANY(%(collection_ids)s)
+        ORDER BY c.embedding <=> %(embedding)s::vector, c.id
+        LIMIT %(k)s
     """
     params = {"collection_ids": collection_ids, "embedding": vector_literal(embedding), "k": k}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_indexscan = off")
-        cursor.execute("SET LOCAL enable_bitmapscan = off")
         # Unprepared: a prepared statement could keep a plan made with the index.
         cursor.cursor.execute(sql, params, prepare=False)
         return [row[0] for row in cursor.fetchall()]

@@ -20,11 +20,14 @@ MODES: tuple[Mode, ...] = ("keyword", "dense", "hybrid")
 # Cormack, Clarke & Buettcher (SIGIR 2009): k=60 damps the influence of the very top ranks so that a
 # passage ranked well by both retrievers beats one ranked first by only one of them.
 DEFAULT_RRF_K = 60
+# Full text is the weaker ranker on natural-language questions and is there to rescue exact names and rare
+# words: its votes count half (docs/retrieval.md has the evaluation).
+KEYWORD_WEIGHT = 0.5
 # Each retriever contributes this many candidates (at least k) to the fusion.
 DEFAULT_CANDIDATES = 50
 # The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
 # scan continue past it rather than return fewer rows.
-DEFAULT_EF_SEARCH = 100
+DEFAULT_EF_SEARCH = 200
 # ts_rank normalisation 1: divide by 1 + log(chunk length), a mild length normalisation (chunks are
 # already of bounded length).
 TS_RANK_NORMALIZATION = 1
@@ -141,16 +144,27 @@ def _ranked_cte(mode: Mode) -> str:
         SELECT id, NULL::bigint AS dense_rank, rank AS keyword_rank, score
         FROM keyword ORDER BY rank LIMIT %(k)s
     )"""
-    return """
-    ranked AS (
+    # Every candidate of either list gets a dense rank (its exact distance is at hand), so a passage found
+    # only by its words is not ranked as if it had no similarity at all; a passage that matched no query
+    # word shares the rank after the last keyword match. keyword_rank stays NULL for those, as callers read
+    # it as "matched a word of the question".
+    return f"""
+    fused AS (
         SELECT
-            COALESCE(dense.id, keyword.id) AS id,
-            dense.rank AS dense_rank,
-            keyword.rank AS keyword_rank,
-            COALESCE(1.0 / (%(rrf_k)s + dense.rank), 0)
-                + COALESCE(1.0 / (%(rrf_k)s + keyword.rank), 0) AS score
-        FROM dense FULL OUTER JOIN keyword ON keyword.id = dense.id
-        ORDER BY score DESC, LEAST(dense.rank, keyword.rank), COALESCE(dense.id, keyword.id)
+            candidates.id,
+            row_number() OVER (ORDER BY c.embedding <=> %(embedding)s::vector, candidates.id) AS dense_rank,
+            keyword.rank AS keyword_rank
+        FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
+        JOIN {Chunk._meta.db_table} c ON c.id = candidates.id
+        LEFT JOIN keyword ON keyword.id = candidates.id
+    ),
+    ranked AS (
+        SELECT id, dense_rank, keyword_rank,
+            1.0 / (%(rrf_k)s + dense_rank)
+                + {KEYWORD_WEIGHT} / (%(rrf_k)s + COALESCE(keyword_rank, (SELECT count(*) FROM keyword) + 1))
+                AS score
+        FROM fused
+        ORDER BY score DESC, dense_rank, id
         LIMIT %(k)s
     )"""
 
