@@ -52,7 +52,7 @@ def run_scenarios(engine: str) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=840,  # under pytest-timeout's 900 s, so a hang reports its output
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("SCENARIOS ")]
     assert proc.returncode == 0 and lines, (
