@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser import screenshot
-from tests.processes import InferenceProcess, WebProcess, WorkerProcess, start_web, start_worker
+from tests.processes import (
+    InferenceProcess,
+    WebProcess,
+    WorkerProcess,
+    start_inference,
+    start_web,
+    start_worker,
+)
 from tests.search.factories import (
     PASSWORD,
     add_chunks,
@@ -66,6 +74,24 @@ def _app_env(media_dir: Path) -> dict[str, str]:
         "RAGSITE_INGEST_QUEUE": QUEUE,
         "MEDIA_ROOT": str(media_dir),
     }
+
+
+@pytest.fixture(scope="module")
+def inference_server(logs_dir: Path) -> Iterator[InferenceProcess]:
+    """The real inference API with its chat engine (RAGSITE_TEST_CHAT_ENGINE, default llamacpp).
+
+    One llama.cpp thread: threads that spin-wait for each other collapse on an oversubscribed CPU (a
+    test machine running other suites), where a single thread only slows down. The deadline is generous
+    for the same reason; the test checks what the page does, not how fast the model is.
+    """
+    server = start_inference(
+        log_dir=logs_dir,
+        chat_engine=os.environ.get("RAGSITE_TEST_CHAT_ENGINE", "llamacpp"),
+        chat_model=os.environ.get("RAGSITE_TEST_CHAT_MODEL", ""),
+        extra_env={"INFERENCE_CHAT_THREADS": "1", "INFERENCE_CHAT_TIMEOUT_S": "900"},
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
