@@ -3,8 +3,11 @@ import os
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
+from ops.admission import AdmissionLimit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
 
 # uvicorn serves the whole site, static files included: the pages' JavaScript (htmx, installed from npm
-# at set-up into static/vendor/) comes from this server, never from a CDN.
-application = ASGIStaticFilesHandler(get_asgi_application())
+# at set-up into static/vendor/) comes from this server, never from a CDN. Overload is answered 429 with
+# Retry-After in front of Django, before a thread or a database connection is spent on it.
+application = AdmissionLimit.from_settings(ASGIStaticFilesHandler(get_asgi_application()))

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
+from ragsite.db import db_sync_to_async
 from search import inference, prompting
 from search.models import Conversation, Feedback, Message
 from search.selectors import RetrievedChunk, chunk_search
@@ -219,7 +219,7 @@ async def answer_stream(
             except inference.InferenceError as exc:
                 yield AnswerEvent(kind="error", text=exc.message)
                 return
-        passages = await sync_to_async(_relevant_passages)(
+        passages = await db_sync_to_async(_relevant_passages)(
             collection_ids=collection_ids, query=standalone, query_embedding=query_embedding
         )
 

@@ -4,7 +4,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -15,6 +14,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from ragsite.db import db_sync_to_async
 from search import services
 from search.conversations import (
     conversation_get_for_user,
@@ -147,7 +147,8 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
 async def answer_stream(request: HttpRequest, message_id: int) -> StreamingHttpResponse:
     """The answer to a recorded question as server-sent events, streamed by the event loop, not a thread."""
     user = await request.auser()
-    message = await sync_to_async(message_get_for_user)(user=user, message_id=message_id)
+    # Same thread as auser(): the connection both used goes back to the pool before the stream starts.
+    message = await db_sync_to_async(message_get_for_user)(user=user, message_id=message_id)
     events = _answer_events(user=user, message=message, csrf_token=get_token(request))
     return StreamingHttpResponse(
         events,
@@ -177,15 +178,15 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
     Every path ends with one "done" event carrying the final, server-rendered and sanitised answer (or the
     reason there is none), which replaces what was streamed and closes the browser's EventSource.
     """
-    if not await sync_to_async(services.message_claim)(message=message):
+    if not await db_sync_to_async(services.message_claim)(message=message):
         # A reconnect after the answer ended, or a second tab: show the outcome, never answer twice.
-        current = await sync_to_async(message_get_for_user)(user=user, message_id=message.id)
+        current = await db_sync_to_async(message_get_for_user)(user=user, message_id=message.id)
         if current.status == Message.Status.STREAMING:
             current.error = "This question is being answered in another window."
         yield _sse("done", _answer_block(current, csrf_token=csrf_token))
         return
-    collection_ids = await sync_to_async(collection_ids_readable_by)(user=user)
-    history = await sync_to_async(message_history)(message=message)
+    collection_ids = await db_sync_to_async(collection_ids_readable_by)(user=user)
+    history = await db_sync_to_async(message_history)(message=message)
     standalone = message.question
     sources: tuple[SourceRef, ...] = ()
     finished = busy = False
@@ -210,20 +211,20 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                 busy = True
                 yield _status(event.text, busy=True)
             elif event.kind == "error":
-                await sync_to_async(services.message_record_failure)(
+                await db_sync_to_async(services.message_record_failure)(
                     message=message, error=event.text, standalone_question=standalone, sources=sources
                 )
                 finished = True
                 yield _sse("done", _answer_block(message, csrf_token=csrf_token))
             elif event.kind == "done":
-                await sync_to_async(services.message_record_answer)(
+                await db_sync_to_async(services.message_record_answer)(
                     message=message, standalone_question=standalone, answer=event.text, sources=sources
                 )
                 finished = True
                 yield _sse("done", _answer_block(message, csrf_token=csrf_token))
     except Exception:
         logger.exception("answering message %s failed", message.id)
-        await sync_to_async(services.message_record_failure)(
+        await db_sync_to_async(services.message_record_failure)(
             message=message, error="Something went wrong while answering. Please ask again."
         )
         finished = True
@@ -232,7 +233,7 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
         if not finished:
             # The browser went away mid-answer: leave a state the page can show, not a turn stuck streaming.
             try:
-                await sync_to_async(services.message_record_failure)(
+                await db_sync_to_async(services.message_record_failure)(
                     message=message, error=INTERRUPTED, standalone_question=standalone, sources=sources
                 )
             except Exception:

@@ -36,8 +36,8 @@ if env.bool("DATABASE_POOL", default=True):
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 
-# Admission (ops.middleware.AdmissionMiddleware): as many requests at once as the pool has connections; a
-# bounded queue behind them; beyond it, or after the wait, 429 with Retry-After.
+# Admission (ops.admission, in front of Django in ragsite/asgi.py): as many requests at once as the pool has
+# connections; a bounded queue behind them; beyond it, or after the wait, 429 with Retry-After.
 RAGSITE_WEB_MAX_ACTIVE = env.int(
     "RAGSITE_WEB_MAX_ACTIVE", default=env.int("DATABASE_POOL_MAX_SIZE", default=20)
 )
@@ -84,7 +84,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "ops.middleware.AdmissionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

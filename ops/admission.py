@@ -1,0 +1,97 @@
+"""Admission control in front of the ASGI app: a bounded number of requests at once, a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+BUSY_BODY = b"The site is busy. Please try again in a few seconds.\n"
+
+
+class AdmissionLimit:
+    """At most `max_active` HTTP requests are handled at once; up to `max_waiting` more wait their turn.
+
+    A request counts from its arrival until its response starts, so a streamed answer counts only while
+    its view runs. Each request handled may hold one of the pool's database connections (and Django gives
+    each one a thread), so handling more at once than the pool holds only makes them queue for it and fail
+    after its timeout with a 500. A request that finds the queue full, or waits longer than `max_wait_s`,
+    is answered 429 with Retry-After at once: before Django, a thread or the database see it.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_active: int, max_waiting: int, max_wait_s: float, retry_after_s: float
+    ) -> None:
+        self.app = app
+        self.active = asyncio.Semaphore(max_active)
+        self.max_waiting = max_waiting
+        self.max_wait_s = max_wait_s
+        self.retry_after = str(math.ceil(retry_after_s)).encode()
+        self.waiting = 0
+
+    @classmethod
+    def from_settings(cls, app: ASGIApp) -> AdmissionLimit:
+        from django.conf import settings
+
+        return cls(
+            app,
+            max_active=settings.RAGSITE_WEB_MAX_ACTIVE,
+            max_waiting=settings.RAGSITE_WEB_MAX_WAITING,
+            max_wait_s=settings.RAGSITE_WEB_MAX_WAIT_S,
+            retry_after_s=settings.RAGSITE_WEB_RETRY_AFTER_S,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active.locked() and self.waiting >= self.max_waiting:
+            await self._refuse(send)
+            return
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.max_wait_s):
+                await self.active.acquire()
+        except TimeoutError:
+            await self._refuse(send)
+            return
+        finally:
+            self.waiting -= 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.active.release()
+
+        async def send_and_release(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_release)
+        finally:
+            release()
+
+    async def _refuse(self, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(BUSY_BODY)).encode()),
+                    (b"retry-after", self.retry_after),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": BUSY_BODY})

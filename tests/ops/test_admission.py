@@ -1,0 +1,107 @@
+"""AdmissionLimit: a bounded number of requests at once, a bounded queue, 429 with Retry-After beyond it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ops.admission import AdmissionLimit, Message
+
+
+class App:
+    """An ASGI app whose requests wait until released, then answer 200 (or stream, once started)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.entered.append(scope["path"])
+        if scope["path"] == "/stream/":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await self.release.wait()
+        else:
+            await self.release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def request(limit: AdmissionLimit, path: str) -> tuple[int, dict[bytes, bytes]]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await limit({"type": "http", "path": path}, receive, send)
+    start = sent[0]
+    return start["status"], dict(start["headers"])
+
+
+async def until_entered(app: App, count: int) -> None:
+    while len(app.entered) < count:
+        await asyncio.sleep(0)
+
+
+def test_a_request_beyond_the_limit_with_the_queue_full_is_refused_at_once_with_retry_after() -> None:
+    async def scenario() -> tuple[int, dict[bytes, bytes], list[int], list[str]]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=0, max_wait_s=60, retry_after_s=2)
+        first = asyncio.create_task(request(limit, "/first/"))
+        await until_entered(app, 1)
+        status, headers = await request(limit, "/second/")
+        app.release.set()
+        first_status = (await first)[0]
+        later = await request(limit, "/third/")
+        return status, headers, [first_status, later[0]], app.entered
+
+    status, headers, answered, entered = asyncio.run(scenario())
+    assert status == 429 and headers[b"retry-after"] == b"2"
+    assert answered == [200, 200]
+    assert entered == ["/first/", "/third/"], "the refused request never reached the app"
+
+
+def test_a_queued_request_runs_when_the_running_one_finishes() -> None:
+    async def scenario() -> list[int]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=10, max_wait_s=60, retry_after_s=1)
+        first = asyncio.create_task(request(limit, "/first/"))
+        second = asyncio.create_task(request(limit, "/second/"))
+        await until_entered(app, 1)
+        app.release.set()
+        return [status for status, _headers in await asyncio.gather(first, second)]
+
+    assert asyncio.run(scenario()) == [200, 200]
+
+
+def test_a_request_that_waits_longer_than_allowed_is_refused_with_retry_after() -> None:
+    async def scenario() -> tuple[int, dict[bytes, bytes]]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=10, max_wait_s=0.01, retry_after_s=1)
+        first = asyncio.create_task(request(limit, "/first/"))
+        await until_entered(app, 1)
+        refused = await request(limit, "/second/")
+        app.release.set()
+        await first
+        return refused
+
+    status, headers = asyncio.run(scenario())
+    assert status == 429 and headers[b"retry-after"] == b"1"
+
+
+def test_a_streaming_response_stops_counting_once_it_has_started() -> None:
+    async def scenario() -> int:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=0, max_wait_s=60, retry_after_s=1)
+        stream = asyncio.create_task(request(limit, "/stream/"))
+        await until_entered(app, 1)
+        await asyncio.sleep(0)
+        other = asyncio.create_task(request(limit, "/other/"))
+        await until_entered(app, 2)
+        app.release.set()
+        await stream
+        return (await other)[0]
+
+    assert asyncio.run(scenario()) == 200
