@@ -1,0 +1,499 @@
+"""Load benchmark of the ask page: 10,000 logged-in clients ask at once, on loopback only.
+
+    make bench-web [BENCH_ARGS="--clients 500"]
+    python bench/web_load.py ...     # inside `python -m ragsite.devstack exec --`
+
+Starts the inference API (chat engine llama.cpp, the packaged CPU model) and the web app under uvicorn on
+the run's throwaway PostgreSQL and Redis, ingests one small document into a collection readable by a group,
+mints one logged-in session per client (session rows written in bulk, no password logins), then opens
+`--clients` connections at once. Each client posts a question to `/ask/` as htmx does and reads the answer's
+server-sent events until the first token, a busy answer, or `--deadline` seconds; then it hangs up.
+
+- answered: at least one token arrived; `p50_ttft_ms` / `p99_ttft_ms` time it from the POST.
+- refused: a clean "busy" answer: 429 with Retry-After, or a busy status or final event in the stream.
+- errors: a 5xx, another unexpected status, a reset connection or a malformed stream.
+- timeouts: nothing decisive by the deadline.
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import resource
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUESTION = "How many days do customers have to return a laptop?"
+DOCUMENT = b"""# Returns policy
+
+Customers may return a laptop within 30 days of delivery for a full refund, provided it is in its original
+packaging. Phones may be returned within 14 days. Refunds are paid to the original payment method within
+five working days of the return being received at the warehouse.
+
+## Exceptions
+
+Opened software, gift cards and custom-built machines cannot be returned. A laptop returned after 30 days
+is repaired or replaced under warranty instead.
+"""
+STREAM_URL = re.compile(rb'sse-connect="([^"]+)"')
+BUSY_WORDS = ("busy", "try again", "retry")
+
+
+def raise_open_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@dataclass
+class Results:
+    clients: int
+    answered: int = 0
+    refused: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    refused_at_post: int = 0
+    ttft_ms: list[float] = field(default_factory=list)
+    refusal_ms: list[float] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, answer_block: str) -> None:
+        """A stream that ended cleanly with a reason other than "busy" (the model timed out, say)."""
+        self.failed += 1
+        match = re.search(r'class="status error"[^>]*>([^<]*)', answer_block)
+        reason = (match.group(1) if match else answer_block)[:120]
+        self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + 1
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+
+class Malformed(Exception):
+    """The server's answer is not the HTTP or server-sent events it should be."""
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise Malformed(f"status line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+async def body_chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> Any:
+    """The body as it arrives: chunked transfer encoding, a Content-Length, or until the server closes."""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return
+            data = await reader.readexactly(size)
+            await reader.readexactly(2)
+            yield data
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        if length:
+            yield await reader.readexactly(length)
+    else:
+        while data := await reader.read(65536):
+            yield data
+
+
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    return b"".join([chunk async for chunk in body_chunks(reader, headers)])
+
+
+def sse_events(buffer: bytearray) -> list[tuple[str, str]]:
+    """Complete events at the front of `buffer` (removed from it), as (event, data)."""
+    events = []
+    while (end := buffer.find(b"\n\n")) >= 0:
+        block = bytes(buffer[:end]).decode()
+        del buffer[: end + 2]
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        events.append((name, "\n".join(data)))
+    return events
+
+
+def is_busy(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in BUSY_WORDS)
+
+
+async def ask(port: int, session_key: str, results: Results) -> None:
+    """One client: POST /ask/ as htmx does, then read the answer's events to a decisive one."""
+    csrf = secrets.token_hex(16)
+    cookie = f"sessionid={session_key}; csrftoken={csrf}"
+    body = urlencode({"question": QUESTION, "conversation": ""}).encode()
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    try:
+        writer.write(
+            (
+                f"POST /ask/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+                f"X-CSRFToken: {csrf}\r\nHX-Request: true\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        status, headers = await read_head(reader)
+        page = await read_body(reader, headers)
+        if status == 429 and headers.get("retry-after"):
+            results.refused += 1
+            results.refused_at_post += 1
+            results.refusal_ms.append((time.perf_counter() - started) * 1000)
+            return
+        if status != 200:
+            results.error(f"ask_http_{status}")
+            return
+        match = STREAM_URL.search(page)
+        if match is None:
+            results.error("ask_without_stream")
+            return
+        writer.write(
+            f"GET {match.group(1).decode()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+            "Accept: text/event-stream\r\nHX-Request: true\r\n\r\n".encode()
+        )
+        status, headers = await read_head(reader)
+        if status == 429 and headers.get("retry-after"):
+            results.refused += 1
+            results.refusal_ms.append((time.perf_counter() - started) * 1000)
+            return
+        if status != 200:
+            results.error(f"stream_http_{status}")
+            return
+        buffer = bytearray()
+        async for chunk in body_chunks(reader, headers):
+            buffer += chunk
+            for name, data in sse_events(buffer):
+                if name == "token":
+                    results.answered += 1
+                    results.ttft_ms.append((time.perf_counter() - started) * 1000)
+                    return
+                if (name == "status" and 'class="busy"' in data) or (name == "done" and is_busy(data)):
+                    results.refused += 1
+                    results.refusal_ms.append((time.perf_counter() - started) * 1000)
+                    return
+                if name == "done":
+                    results.fail(data)
+                    return
+        results.error("stream_ended_early")
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def client(port: int, session_key: str, results: Results, deadline_s: float) -> None:
+    try:
+        async with asyncio.timeout(deadline_s):
+            await ask(port, session_key, results)
+    except TimeoutError:
+        results.timeouts += 1
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        results.error(type(exc).__name__)
+    except (Malformed, ValueError, UnicodeDecodeError) as exc:
+        results.error(f"malformed: {type(exc).__name__}")
+    except OSError as exc:
+        results.error(f"OSError {exc.errno}")
+
+
+async def run_load(port: int, session_keys: list[str], deadline_s: float) -> tuple[Results, float]:
+    results = Results(clients=len(session_keys))
+    started = time.perf_counter()
+    await asyncio.gather(*(client(port, key, results, deadline_s) for key in session_keys))
+    return results, time.perf_counter() - started
+
+
+class Sampler(threading.Thread):
+    """Every half second: the web server's threads and the database's connections (this one excluded)."""
+
+    def __init__(self, pid: int, database_url: str) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.database_url = database_url
+        self.peak_threads = 0
+        self.peak_db_connections = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self.stopping.wait(0.5):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()
+                self.peak_db_connections = max(self.peak_db_connections, int(row[0]) if row else 0)
+                self.peak_threads = max(self.peak_threads, int(proc_status(self.pid).get("Threads", 0)))
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def kib_to_mb(value: str | None) -> float | None:
+    return round(int(value.split()[0]) / 1024, 1) if value else None
+
+
+def inference_rejections(url: str) -> dict[str, int]:
+    """The inference API's refusals by endpoint and reason (429s: queue_full, busy, ...)."""
+    import httpx
+
+    counts: dict[str, int] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("inference_rejections_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            counts[f"{labels.get('endpoint')} {labels.get('reason')}"] = int(float(line.split()[-1]))
+    return counts
+
+
+def setup_data(clients: int) -> list[str]:
+    """A group's collection with one ingested document, and one logged-in session per client."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import Group, User
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from ingest.models import Document
+    from ingest.services import collection_get_or_create, document_create_from_bytes, document_ingest
+
+    group, _ = Group.objects.get_or_create(name="bench-web")
+    collection = collection_get_or_create(name="Bench policies", groups=[group])
+    document = document_create_from_bytes(collection=collection, data=DOCUMENT, name="returns.md")
+    document_ingest(document_id=document.id)
+    document.refresh_from_db()
+    if document.status != Document.Status.READY:
+        raise RuntimeError(f"the document was not ingested: {document.status} {document.error}")
+
+    password = make_password(secrets.token_urlsafe(16))
+    users = User.objects.bulk_create(
+        [User(username=f"bench-web-{number}", password=password) for number in range(clients)],
+        batch_size=2000,
+    )
+    User.groups.through.objects.bulk_create(
+        [User.groups.through(user_id=user.pk, group_id=group.pk) for user in users], batch_size=2000
+    )
+    store = SessionStore()
+    expire = timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    backend = "django.contrib.auth.backends.ModelBackend"
+    sessions = [
+        Session(
+            session_key=secrets.token_hex(16),
+            session_data=store.encode(
+                {
+                    SESSION_KEY: str(user.pk),
+                    BACKEND_SESSION_KEY: backend,
+                    HASH_SESSION_KEY: user.get_session_auth_hash(),
+                }
+            ),
+            expire_date=expire,
+        )
+        for user in users
+    ]
+    Session.objects.bulk_create(sessions, batch_size=2000)
+    return [session.session_key for session in sessions]
+
+
+def start_web(*, port: int, env: dict[str, str], log_path: Path, backlog: int) -> subprocess.Popen[bytes]:
+    """The web app as `make run` serves it (uvicorn, ASGI), 127.0.0.1 only, with a deep accept queue."""
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ragsite.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backlog",
+        str(backlog),
+        "--timeout-keep-alive",
+        "120",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+    ]
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_for_web(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web app exited with {process.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"the web app is not healthy after {timeout_s:.0f}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=10_000)
+    # The inference API answers or fails a queued chat within INFERENCE_CHAT_TIMEOUT_S (300 s) by default.
+    parser.add_argument("--deadline", type=float, default=330.0, help="seconds each client waits at most")
+    parser.add_argument("--backlog", type=int, default=16384)
+    parser.add_argument("--log-dir", type=Path, default=None)
+    args = parser.parse_args()
+    if "DATABASE_URL" not in os.environ:
+        parser.error(
+            "run inside `python -m ragsite.devstack exec --` (or set DATABASE_URL, CELERY_BROKER_URL)"
+        )
+    open_files = raise_open_file_limit()
+    if open_files < args.clients + 256:
+        print(f"warning: RLIMIT_NOFILE is {open_files}, below the client count", file=sys.stderr)
+    logs = args.log_dir or Path(tempfile.mkdtemp(prefix="bench-web-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    os.environ["MEDIA_ROOT"] = str(logs / "media")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "ragsite.settings.test"
+
+    from ragsite.devstack import free_port
+    from tests.processes import start_inference
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    inference = start_inference(
+        log_dir=logs, chat_engine="llamacpp", extra_env={"UVICORN_ACCESS_LOG": "false"}
+    )
+    os.environ["INFERENCE_URL"] = inference.url
+    web: subprocess.Popen[bytes] | None = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate", verbosity=0)
+        session_keys = setup_data(args.clients)
+        connections.close_all()
+        print(f"{len(session_keys)} sessions minted; starting the web app", file=sys.stderr)
+
+        port = free_port()
+        env = {
+            **os.environ,
+            "LOG_JSON": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        web = start_web(port=port, env=env, log_path=logs / "web.log", backlog=args.backlog)
+        wait_for_web(f"http://127.0.0.1:{port}", web)
+        sampler = Sampler(web.pid, urlsplit(os.environ["DATABASE_URL"])._replace(path="/postgres").geturl())
+        sampler.start()
+        import uvloop
+
+        results, elapsed = uvloop.run(run_load(port, session_keys, args.deadline))
+        sampler.stopping.set()
+        sampler.join(timeout=5)
+        web_status = proc_status(web.pid)
+        rejections = inference_rejections(inference.url)
+    finally:
+        if web is not None:
+            stop(web)
+        inference.stop()
+
+    report = {
+        "clients": results.clients,
+        "answered": results.answered,
+        "refused": results.refused,
+        "errors": results.errors,
+        "timeouts": results.timeouts,
+        "p50_ttft_ms": percentile(results.ttft_ms, 0.50),
+        "p99_ttft_ms": percentile(results.ttft_ms, 0.99),
+        "peak_rss_mb": kib_to_mb(web_status.get("VmHWM")),
+        "refused_at_post": results.refused_at_post,
+        "p50_refusal_ms": percentile(results.refusal_ms, 0.50),
+        "mean_ttft_ms": round(statistics.fmean(results.ttft_ms), 1) if results.ttft_ms else None,
+        "error_kinds": results.error_kinds,
+        "failed": results.failed,
+        "failure_reasons": results.failure_reasons,
+        "inference_rejections": rejections,
+        "inference_429s": sum(count for key, count in rejections.items() if "client_disconnected" not in key),
+        "peak_db_connections": sampler.peak_db_connections,
+        "peak_web_threads": sampler.peak_threads,
+        "duration_s": round(elapsed, 1),
+        "deadline_s": args.deadline,
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "logs": str(logs),
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
