@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -154,7 +155,8 @@ class ShedLoadMiddleware:
         if scope["type"] == "http" and scope["path"] == "/v1/embeddings" and scope["method"] == "POST":
             state: ServiceState | None = getattr(scope["app"].state, "service", None)
             batcher = state.batcher if state is not None else None
-            if state is not None and batcher is not None and batcher.depth >= batcher.max_queue:
+            within_s = 0.8 * state.settings.request_timeout_s if state is not None else 0.0
+            if state is not None and batcher is not None and not batcher.has_room(1, within_s=within_s):
                 state.metrics.rejections.labels("/v1/embeddings", "queue_full").inc()
                 await error_response(queue_full(batcher.retry_after(1)))(scope, receive, send)
                 return
@@ -244,6 +246,9 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         from inference.embeddings import EmbeddingModel
 
         torch.set_num_threads(settings.torch_threads)
+        # The model runs on a worker thread that needs the GIL between torch ops; under a flood of
+        # requests the event loop would hold it for the default 5 ms slices and starve the model.
+        sys.setswitchinterval(0.0005)
         embedder = await asyncio.to_thread(
             EmbeddingModel, settings.embedding_model_path, model_id=settings.embedding_model_id
         )

@@ -47,7 +47,8 @@ async def run_for_client(request: Request, work: Awaitable[T], *, deadline: floa
         watcher.cancel()
         if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        # Collect the outcome even when it is thrown away, or asyncio logs it as never retrieved.
+        await asyncio.gather(task, return_exceptions=True)
     if task.cancelled():
         raise ClientDisconnected
     return task.result()
