@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import include, path
 
 from ops.views import login_throttled
@@ -10,6 +11,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/login/", login_throttled(admin.site.login)),
+    path("accounts/login/", login_throttled(LoginView.as_view()), name="login"),
+    path("accounts/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("ops/", include("ops.urls")),
     path("ingest/", include("ingest.urls")),

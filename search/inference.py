@@ -98,6 +98,11 @@ def _should_try_next(response: httpx.Response) -> bool:
     return response.status_code in (429, 503)
 
 
+def _reason(exc: httpx.TransportError) -> str:
+    """httpx's timeouts carry no message; name the fault so a person can act on it."""
+    return str(exc) or type(exc).__name__
+
+
 def _raise_for_response(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
@@ -124,7 +129,9 @@ def _post(path: str, body: dict[str, Any]) -> httpx.Response:
             response = _client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
-                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
+                raise InferenceUnavailable(
+                    f"The model service at {url} cannot be reached: {_reason(exc)}"
+                ) from exc
             continue
         if last or not _should_try_next(response):
             return response
@@ -139,7 +146,9 @@ async def _apost(path: str, body: dict[str, Any]) -> httpx.Response:
             response = await _async_client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
-                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
+                raise InferenceUnavailable(
+                    f"The model service at {url} cannot be reached: {_reason(exc)}"
+                ) from exc
             continue
         if last or not _should_try_next(response):
             return response
@@ -159,7 +168,7 @@ def health() -> Health:
         try:
             response = _client(url).get("/readyz", timeout=2.0)
         except httpx.TransportError as exc:
-            return Health(url=url, ok=False, error=f"cannot be reached: {exc}")
+            return Health(url=url, ok=False, error=f"cannot be reached: {_reason(exc)}")
         if response.status_code != 200:
             return Health(url=url, ok=False, error=f"not ready (HTTP {response.status_code})")
     return Health(url=_base_url(), ok=True)
@@ -250,7 +259,9 @@ async def chat_stream(
                 return
         except httpx.TransportError as exc:
             if last:
-                raise InferenceUnavailable(f"The model service at {url} cannot be reached: {exc}") from exc
+                raise InferenceUnavailable(
+                    f"The model service at {url} cannot be reached: {_reason(exc)}"
+                ) from exc
 
 
 async def chat_complete(

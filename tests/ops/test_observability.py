@@ -110,3 +110,22 @@ def test_status_page_shows_queues_workers_and_a_down_inference_api(
 def test_status_page_is_staff_only(client: Client) -> None:
     client.force_login(User.objects.create_user("plain"))
     assert client.get("/ops/status/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_staff_without_admin_access_log_in_on_the_site_and_reach_the_ask_page(client: Client) -> None:
+    User.objects.create_user("employee", password="pw-employee-1")
+    assert client.get("/")["Location"].startswith("/accounts/login/")
+    response = client.post("/accounts/login/", {"username": "employee", "password": "pw-employee-1"})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_site_login_is_throttled_too(client: Client, settings: object) -> None:
+    settings.RAGSITE_LOGIN_MAX_FAILURES = 2  # type: ignore[attr-defined]
+    User.objects.create_user("employee2", password="pw-employee-2")
+    for _ in range(2):
+        client.post("/accounts/login/", {"username": "employee2", "password": "wrong"})
+    locked = client.post("/accounts/login/", {"username": "employee2", "password": "pw-employee-2"})
+    assert locked.status_code == 429
