@@ -16,6 +16,7 @@ EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 _sync_clients: dict[str, httpx.Client] = {}
 _async_clients: dict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient] = {}
 _round_robin = itertools.count()
+BUSY_RETRY_AFTER_S = 5.0
 
 
 class InferenceError(Exception):
@@ -226,6 +227,7 @@ async def chat_stream(
     first byte of the answer: once streaming has begun, a failure is reported, never silently restarted.
     """
     replicas = _replicas_in_turn()
+    started = False
     for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
         try:
@@ -255,10 +257,20 @@ async def chat_stream(
                         raise InferenceError(f"The model failed while answering: {event['error']['message']}")
                     delta = event["choices"][0].get("delta", {}).get("content")
                     if delta:
+                        started = True
                         yield delta
                 return
-        except httpx.TransportError as exc:
+        except httpx.ReadTimeout as exc:
+            if started:
+                raise InferenceUnavailable(f"The model at {url} stopped answering mid-way") from exc
             if last:
+                # Accepted into the model's queue, but no answer began in time: that is the model being
+                # busy, and the caller may try again, not a fault to report.
+                raise InferenceBusy(
+                    "The model service is busy: no answer began in time", retry_after=BUSY_RETRY_AFTER_S
+                ) from exc
+        except httpx.TransportError as exc:
+            if started or last:
                 raise InferenceUnavailable(
                     f"The model service at {url} cannot be reached: {_reason(exc)}"
                 ) from exc
