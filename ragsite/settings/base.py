@@ -64,6 +64,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Workers log through Django's LOGGING (JSON lines with the request id), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ROUTES = {"ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")}}
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
