@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connections, transaction
 
 from ingest.models import Chunk, Document
 
@@ -217,7 +218,9 @@ def run_search(
         "SET LOCAL hnsw.iterative_scan = relaxed_order;"
         f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode)
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    # On the read replica when DATABASE_REPLICA_URL is set (settings.RETRIEVAL_DATABASE), else the primary.
+    alias = settings.RETRIEVAL_DATABASE
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(statement, params)
         while cursor.description is None and cursor.nextset():
             pass
