@@ -42,6 +42,19 @@ if TYPE_CHECKING:  # importing torch at module import would slow every tool that
     from inference.embeddings import EmbeddingModel
 
 logger = logging.getLogger("inference")
+access_logger = logging.getLogger("inference.access")
+
+
+def _access_log_to_stderr() -> None:
+    """One JSON line per request on stderr, carrying the caller's X-Request-ID (the web app's request id)."""
+    if access_logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+
 
 ChatEngineFactory = Callable[[Settings], ChatEngine | None]
 
@@ -189,6 +202,22 @@ class RequestMetricsMiddleware:
             endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
             elapsed = time.perf_counter() - started
             self.metrics.request_seconds.labels(endpoint, str(status or 499)).observe(elapsed)
+            if endpoint.startswith("/v1/"):
+                headers = dict(scope.get("headers") or [])
+                request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+                access_logger.info(
+                    json.dumps(
+                        {
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "logger": "inference.access",
+                            "method": scope["method"],
+                            "path": endpoint,
+                            "status": status or 499,
+                            "ms": round(elapsed * 1000, 1),
+                            "request_id": request_id,
+                        }
+                    )
+                )
 
 
 def create_app(
@@ -196,6 +225,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service; `uvicorn --factory inference.app:create_app` reads settings from the environment."""
     settings = settings or Settings.from_env()
+    _access_log_to_stderr()
     make_chat_engine = chat_engine_factory or default_chat_engine
     metrics = Metrics()
 

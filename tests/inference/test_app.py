@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 
@@ -10,6 +11,7 @@ import httpx
 
 from tests.inference.conftest import StartService
 from tests.inference.helpers import MODEL, assert_openai_error, max_abs_difference
+from tests.processes import InferenceProcess
 
 
 def test_health_readiness_models_and_openapi(client: httpx.Client) -> None:
@@ -114,3 +116,19 @@ def test_a_request_past_its_deadline_is_answered_504_and_leaves_the_queue(
         metrics = http.get("/metrics").text
     assert 'inference_queue_depth{queue="embeddings"} 0.0' in metrics
     assert 'inference_rejections_total{endpoint="/v1/embeddings",reason="timeout"} 1.0' in metrics
+
+
+def test_each_api_request_is_logged_with_the_callers_request_id(
+    client: httpx.Client, embedding_service: InferenceProcess
+) -> None:
+    """The web app's request id reaches the model service's logs, so one question can be followed."""
+    response = client.post(
+        "/v1/embeddings",
+        json={"model": MODEL, "input": "follow me"},
+        headers={"X-Request-ID": "q-0123456789ab"},
+    )
+    assert response.status_code == 200
+    lines = [line for line in embedding_service.log().splitlines() if '"q-0123456789ab"' in line]
+    assert lines, embedding_service.log()[-2000:]
+    entry = json.loads(lines[-1])
+    assert (entry["path"], entry["status"], entry["request_id"]) == ("/v1/embeddings", 200, "q-0123456789ab")
