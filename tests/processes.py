@@ -22,26 +22,17 @@ def database_url_for(name: str) -> str:
 
 
 @dataclass
-class WorkerProcess:
+class ServiceProcess:
+    """A server the tests started in its own process group, with its output in a log file."""
+
     process: subprocess.Popen[bytes]
     log_path: Path
-    name: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log():
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
-
     def kill(self) -> None:
-        """SIGKILL the whole worker (main process and pool children), as a crash would."""
+        """SIGKILL the whole process group (main process and children), as a crash would."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -53,6 +44,30 @@ class WorkerProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass
+class LoopbackServer(ServiceProcess):
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class WorkerProcess(ServiceProcess):
+    name: str
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
 
 
 def start_worker(
@@ -105,18 +120,7 @@ def start_worker(
 
 
 @dataclass
-class InferenceProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
+class InferenceProcess(LoopbackServer):
     def wait_ready(self, timeout: float = 300) -> None:
         import httpx
 
@@ -131,15 +135,6 @@ class InferenceProcess:
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"inference API not ready after {timeout}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 def start_inference(
@@ -186,26 +181,8 @@ def start_inference(
 
 
 @dataclass
-class WebProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+class WebProcess(LoopbackServer):
+    """The Django ASGI app under uvicorn."""
 
 
 def start_web(
