@@ -13,7 +13,12 @@ from django.utils.html import format_html, format_html_join
 from .forms import WidgetKeyForm
 from .models import WidgetExchange, WidgetKey
 from .selectors import widget_collections_grantable_by, widget_snippet
-from .services import widget_exchange_set_feedback, widget_key_rotate_secret, widget_key_save
+from .services import (
+    widget_exchange_set_feedback,
+    widget_key_delete,
+    widget_key_rotate_secret,
+    widget_key_save,
+)
 
 
 def _base_url(request: HttpRequest) -> str:
@@ -69,6 +74,13 @@ class WidgetKeyAdmin(admin.ModelAdmin):
                 "snippet": widget_snippet(key=key, base_url=_base_url(request)),
             }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: WidgetKey) -> None:
+        widget_key_delete(key=obj, user=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WidgetKey]) -> None:
+        for key in queryset:
+            widget_key_delete(key=key, user=request.user)
 
     def save_model(self, request: HttpRequest, obj: WidgetKey, form: Any, change: bool) -> None:
         secret = widget_key_save(key=obj, user=request.user)

@@ -67,6 +67,13 @@ def widget_key_rotate_secret(*, key: WidgetKey, user: Any) -> str:
     return widget_key_secret(key=key)
 
 
+def widget_key_delete(*, key: WidgetKey, user: Any) -> None:
+    """Delete a key (its widgets stop at once), keeping a record of who did it."""
+    with transaction.atomic():
+        audit_record(actor=user, action="widget_key.delete", target=key, details={"public_id": key.public_id})
+        key.delete()
+
+
 async def widget_rate_limit_hit(*, widget: AuthorizedWidget) -> None:
     """Count a question against the key's and the visitor's limits; refuse with 429 when one is spent."""
     key = widget.key

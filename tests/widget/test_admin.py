@@ -169,3 +169,18 @@ def test_disabling_keys_from_the_list_refuses_their_widgets(admin_client: Client
     key, _ = make_key()
     admin_client.post("/admin/widget/widgetkey/", {"action": "disable_keys", "_selected_action": [key.pk]})
     assert not WidgetKey.objects.get(pk=key.pk).is_enabled
+
+
+def test_deleting_a_key_is_recorded_in_the_audit_log(admin_client: Client, admin_user: User) -> None:
+    from ops.models import AuditEvent
+
+    key, _ = make_key()
+    response = admin_client.post(f"/admin/widget/widgetkey/{key.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not WidgetKey.objects.filter(pk=key.pk).exists()
+    event = AuditEvent.objects.get(action="widget_key.delete")
+    assert (event.actor, event.target_id, event.details["public_id"]) == (
+        admin_user,
+        str(key.pk),
+        key.public_id,
+    )
