@@ -69,6 +69,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ROUTES = {"ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")}}
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
+# How long a call to the inference API may wait for its answer to begin (then the model counts as busy).
+INFERENCE_TIMEOUT_S = env.float("INFERENCE_TIMEOUT_S", default=60.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
