@@ -21,6 +21,14 @@ def database_url_for(name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def _spawn(command: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server in a process group of its own (so a kill takes its children), output to a log."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 @dataclass
 class ServiceProcess:
     """A server the tests started in its own process group, with its output in a log file."""
@@ -86,34 +94,30 @@ def start_worker(
         "DATABASE_URL": database_url_for(database_name),
         **(extra_env or {}),
     }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "ragsite",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "-Q",
-                queues,
-                "-n",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ragsite",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        log_path=log_path,
+    )
     worker = WorkerProcess(process=process, log_path=log_path, name=name)
     worker.wait_ready()
     return worker
@@ -157,24 +161,20 @@ def start_inference(
         "INFERENCE_CHAT_MODEL": chat_model,
         **(extra_env or {}),
     }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(ROOT / venv / "bin" / "python"),
-                "-m",
-                "uvicorn",
-                "inference.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = _spawn(
+        [
+            str(ROOT / venv / "bin" / "python"),
+            "-m",
+            "uvicorn",
+            "inference.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        log_path=log_path,
+    )
     server = InferenceProcess(process=process, log_path=log_path, port=port)
     server.wait_ready()
     return server
@@ -210,24 +210,20 @@ def start_web(
     }
     # The browser fixtures lift Django's async-safety guard in the test process; the app keeps it.
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "ragsite.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ragsite.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        log_path=log_path,
+    )
     web = WebProcess(process=process, log_path=log_path, port=port)
     deadline = time.monotonic() + timeout
     while True:
