@@ -33,10 +33,12 @@ def _text(topic: str, paragraphs: int = 40) -> bytes:
     return f"# {topic.title()} handbook\n\n{body}\n".encode()
 
 
-def _create_documents(collection: Collection, count: int, prefix: str) -> list[int]:
+def _create_documents(collection: Collection, count: int, prefix: str, *, paragraphs: int = 40) -> list[int]:
     return [
         document_create_from_bytes(
-            collection=collection, data=_text(f"{prefix}-{i}-{uuid.uuid4().hex[:6]}"), name=f"{prefix}-{i}.md"
+            collection=collection,
+            data=_text(f"{prefix}-{i}-{uuid.uuid4().hex[:6]}", paragraphs),
+            name=f"{prefix}-{i}.md",
         ).id
         for i in range(count)
     ]
@@ -114,12 +116,18 @@ def test_two_workers_and_two_replicas_share_the_work_and_losing_one_of_each_lose
         assert all(a > b for a, b in zip(after, before, strict=True)), f"{before} -> {after}"
 
         # Lose one worker mid-ingest and one replica: the rest finish everything, exactly once.
-        second = _create_documents(collection, 4, "second")
+        # Longer documents, and the kill only once two are running: each worker (concurrency 1) is then
+        # mid-document. Killed between taking a message and starting its run, the worker would leave a
+        # document queued, which the sweep only retries after QUEUED_STALE_AFTER_S (docs/ingest.md).
+        second = _create_documents(collection, 4, "second", paragraphs=120)
         wait_for(
-            lambda: Document.objects.filter(
-                id__in=second, status__in=[Document.Status.PARSING, Document.Status.EMBEDDING]
-            ).exists(),
-            what="the second batch to start",
+            lambda: (
+                Document.objects.filter(
+                    id__in=second, status__in=[Document.Status.PARSING, Document.Status.EMBEDDING]
+                ).count()
+                == 2
+            ),
+            what="both workers to be mid-document",
         )
         workers[0].kill()
         replicas[0].stop()
