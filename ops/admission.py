@@ -16,6 +16,22 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 BUSY_BODY = b"The site is busy. Please try again in a few seconds.\n"
 
 
+# Load balancers' and Prometheus' probes: a lane of their own, so a flood of questions never makes a busy
+# but healthy server look dead (a probe answered 429 takes the node out of rotation and moves the flood on).
+PROBE_PATHS = frozenset({"/healthz", "/metrics"})
+PROBE_MAX_ACTIVE = 2
+PROBE_MAX_WAITING = 16
+
+
+class _Lane:
+    """A semaphore of run slots and a bounded count of requests waiting for one."""
+
+    def __init__(self, *, max_active: int, max_waiting: int) -> None:
+        self.active = asyncio.Semaphore(max_active)
+        self.max_waiting = max_waiting
+        self.waiting = 0
+
+
 class AdmissionLimit:
     """At most `max_active` HTTP requests are handled at once; up to `max_waiting` more wait their turn.
 
@@ -23,18 +39,18 @@ class AdmissionLimit:
     its view runs. Each request handled may hold one of the pool's database connections (and Django gives
     each one a thread), so handling more at once than the pool holds only makes them queue for it and fail
     after its timeout with a 500. A request that finds the queue full, or waits longer than `max_wait_s`,
-    is answered 429 with Retry-After at once: before Django, a thread or the database see it.
+    is answered 429 with Retry-After at once: before Django, a thread or the database see it. Probes
+    (`PROBE_PATHS`) have a small lane of their own.
     """
 
     def __init__(
         self, app: ASGIApp, *, max_active: int, max_waiting: int, max_wait_s: float, retry_after_s: float
     ) -> None:
         self.app = app
-        self.active = asyncio.Semaphore(max_active)
-        self.max_waiting = max_waiting
+        self.lane = _Lane(max_active=max_active, max_waiting=max_waiting)
+        self.probes = _Lane(max_active=PROBE_MAX_ACTIVE, max_waiting=PROBE_MAX_WAITING)
         self.max_wait_s = max_wait_s
         self.retry_after = str(math.ceil(retry_after_s)).encode()
-        self.waiting = 0
 
     @classmethod
     def from_settings(cls, app: ASGIApp) -> AdmissionLimit:
@@ -52,25 +68,26 @@ class AdmissionLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.active.locked() and self.waiting >= self.max_waiting:
+        lane = self.probes if scope["path"] in PROBE_PATHS else self.lane
+        if lane.active.locked() and lane.waiting >= lane.max_waiting:
             await self._refuse(send)
             return
-        self.waiting += 1
+        lane.waiting += 1
         try:
             async with asyncio.timeout(self.max_wait_s):
-                await self.active.acquire()
+                await lane.active.acquire()
         except TimeoutError:
             await self._refuse(send)
             return
         finally:
-            self.waiting -= 1
+            lane.waiting -= 1
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                self.active.release()
+                lane.active.release()
 
         async def send_and_release(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -105,3 +105,22 @@ def test_a_streaming_response_stops_counting_once_it_has_started() -> None:
         return (await other)[0]
 
     assert asyncio.run(scenario()) == 200
+
+
+def test_a_health_probe_is_answered_while_questions_fill_every_slot_and_the_queue() -> None:
+    async def scenario() -> tuple[int, int, list[str]]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=0, max_wait_s=60, retry_after_s=1)
+        busy = asyncio.create_task(request(limit, "/ask/"))
+        await until_entered(app, 1)
+        refused = (await request(limit, "/ask/"))[0]
+        probe = asyncio.create_task(request(limit, "/healthz"))
+        await until_entered(app, 2)
+        app.release.set()
+        await busy
+        return refused, (await probe)[0], app.entered
+
+    refused, probe, entered = asyncio.run(scenario())
+    assert refused == 429
+    assert probe == 200
+    assert entered == ["/ask/", "/healthz"]
