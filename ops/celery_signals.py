@@ -1,10 +1,14 @@
-"""Task metrics in the workers; served on RAGSITE_WORKER_METRICS_PORT when it is set."""
+"""Task metrics in the workers; served on RAGSITE_WORKER_METRICS_PORT when it is set.
+
+ragsite/celery.py then points PROMETHEUS_MULTIPROC_DIR at a fresh directory (unless it is set already), so
+the main process's endpoint adds up what every pool process counted.
+"""
 
 import os
 import time
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, task_prerun, worker_ready
+from celery.signals import task_failure, task_postrun, task_prerun, worker_process_shutdown, worker_ready
 
 from .metrics import TASK_FAILURES, TASK_SECONDS
 
@@ -46,3 +50,12 @@ def on_worker_ready(**kwargs: Any) -> None:
         start_http_server(int(port), addr="127.0.0.1", registry=registry)
     else:
         start_http_server(int(port), addr="127.0.0.1")
+
+
+@worker_process_shutdown.connect
+def on_worker_process_shutdown(pid: int | None = None, **kwargs: Any) -> None:
+    """A pool process that exits stops counting in the live gauges (its counters are kept)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

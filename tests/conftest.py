@@ -24,8 +24,16 @@ def test_database_name(django_db_setup: None, django_db_blocker: object) -> str:
 
 @pytest.fixture(scope="session")
 def celery_worker(test_database_name: str, logs_dir: Path) -> Iterator[WorkerProcess]:
-    """A real Celery worker process on the run's Redis, writing to the test database."""
-    worker = start_worker(database_name=test_database_name, log_dir=logs_dir)
+    """A real Celery worker process on the run's Redis, writing to the test database; metrics on a port."""
+    from ragsite.devstack import free_port
+
+    port = free_port()
+    worker = start_worker(
+        database_name=test_database_name,
+        log_dir=logs_dir,
+        extra_env={"RAGSITE_WORKER_METRICS_PORT": str(port)},
+    )
+    worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield worker
     worker.stop()
 

@@ -66,6 +66,7 @@ class LoopbackServer(ServiceProcess):
 @dataclass
 class WorkerProcess(ServiceProcess):
     name: str
+    metrics_url: str | None = None
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
