@@ -29,10 +29,11 @@ def test_task_sent_through_redis_is_run_by_a_real_worker_and_lands_in_postgres(
 def test_the_worker_metrics_endpoint_counts_tasks_run_in_its_pool_processes(
     celery_worker: WorkerProcess,
 ) -> None:
-    assert celery_worker.metrics_url is not None
+    url = celery_worker.metrics_url
+    assert url is not None
 
     def runs() -> float:
-        text = httpx.get(celery_worker.metrics_url, timeout=10).text
+        text = httpx.get(url, timeout=10).text
         pattern = r'^ragsite_task_seconds_count\{[^}]*task="ops\.tasks\.heartbeat_process_task"[^}]*\} (\S+)$'
         return sum(float(value) for value in re.findall(pattern, text, flags=re.MULTILINE))
 
