@@ -7,11 +7,13 @@ import base64
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,6 +84,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A retriever's model id is the name of its directory: no path separators, no leading dot.
+RETRIEVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass
+class LoadedEmbedder:
+    """An embedding model with its own micro-batcher."""
+
+    model: EmbeddingModel
+    batcher: EmbeddingBatcher
+
+
 @dataclass
 class ServiceState:
     """What the lifespan creates; handlers reach it through `request.app.state.service`."""
@@ -94,6 +108,9 @@ class ServiceState:
     batcher: EmbeddingBatcher | None = None
     chat_engine: ChatEngine | None = None
     load_error: str | None = None
+    # Registered retrievers (RAGSITE_RETRIEVERS_DIR/<model id>/), loaded on first use.
+    retrievers: dict[str, LoadedEmbedder] = field(default_factory=dict)
+    retriever_loads: dict[str, asyncio.Task[LoadedEmbedder]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -248,6 +265,11 @@ def create_app(
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            for load in state.retriever_loads.values():
+                load.cancel()
+            await asyncio.gather(*state.retriever_loads.values(), return_exceptions=True)
+            for retriever in state.retrievers.values():
+                await retriever.batcher.stop()
             if state.batcher is not None:
                 await state.batcher.stop()
             if state.chat_engine is not None:
@@ -290,6 +312,16 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         logger.exception("loading the models failed")
         state.load_error = f"{type(exc).__name__}: {exc}"
         return
+    batcher = new_batcher(state, embedder, inputs_per_second=rate)
+    state.embedder, state.chat_engine, state.batcher = embedder, engine, batcher
+    state.metrics.models_loaded.set(1)
+    logger.info("models loaded: %s, chat engine %s", settings.embedding_model_id, settings.chat_engine)
+
+
+def new_batcher(
+    state: ServiceState, embedder: EmbeddingModel, *, inputs_per_second: float
+) -> EmbeddingBatcher:
+    settings = state.settings
     batcher = EmbeddingBatcher(
         embedder.encode,
         max_batch_size=settings.embedding_max_batch_size,
@@ -297,12 +329,81 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         max_batch_tokens=settings.embedding_max_batch_tokens,
         max_queue=settings.embedding_max_queue,
         metrics=state.metrics,
-        inputs_per_second=rate,
+        inputs_per_second=inputs_per_second,
     )
     batcher.start()
-    state.embedder, state.chat_engine, state.batcher = embedder, engine, batcher
-    state.metrics.models_loaded.set(1)
-    logger.info("models loaded: %s, chat engine %s", settings.embedding_model_id, settings.chat_engine)
+    return batcher
+
+
+def retriever_ids(settings: Settings) -> list[str]:
+    """The subdirectories of RAGSITE_RETRIEVERS_DIR that hold a sentence-transformers model."""
+    root = Path(settings.retrievers_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        path.name
+        for path in root.iterdir()
+        if RETRIEVER_ID.fullmatch(path.name)
+        and path.name != settings.embedding_model_id
+        and (path / "modules.json").is_file()
+    )
+
+
+async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
+    from inference.embeddings import EmbeddingModel
+
+    path = str(Path(state.settings.retrievers_dir) / model_id)
+    model = await asyncio.to_thread(EmbeddingModel, path, model_id=model_id)
+    rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
+    loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))
+    state.retrievers[model_id] = loaded
+    logger.info("retriever loaded: %s", model_id)
+    return loaded
+
+
+async def embedder_for(state: ServiceState, model_id: str, *, deadline: float) -> LoadedEmbedder:
+    """The default model, or a registered retriever (loaded by the first request that names it)."""
+    if state.embedder is None or state.batcher is None:
+        raise not_ready(state)
+    if model_id == state.settings.embedding_model_id:
+        return LoadedEmbedder(model=state.embedder, batcher=state.batcher)
+    loaded = state.retrievers.get(model_id)
+    if loaded is not None:
+        return loaded
+    if not RETRIEVER_ID.fullmatch(model_id) or model_id not in retriever_ids(state.settings):
+        raise ApiError(
+            404,
+            f"The model {model_id!r} does not exist; this service embeds with "
+            f"{', '.join(repr(name) for name in embedding_model_ids(state))}.",
+            param="model",
+            code="model_not_found",
+        )
+    load = state.retriever_loads.get(model_id)
+    if load is None:
+        load = asyncio.create_task(load_retriever(state, model_id), name=f"load-{model_id}")
+        state.retriever_loads[model_id] = load
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        # Shielded: a caller that gives up does not cancel a load the next caller will want.
+        return await asyncio.wait_for(asyncio.shield(load), timeout=max(remaining, 0.001))
+    except TimeoutError:
+        raise ApiError(
+            503,
+            f"The model {model_id!r} is loading.",
+            error_type="service_unavailable",
+            code="not_ready",
+            headers={"Retry-After": "5"},
+        ) from None
+    except Exception as exc:
+        state.retriever_loads.pop(model_id, None)  # the next request tries again
+        logger.exception("loading the retriever %s failed", model_id)
+        raise ApiError(
+            503,
+            f"The model {model_id!r} failed to load: {type(exc).__name__}: {exc}",
+            error_type="service_unavailable",
+            code="not_ready",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 def warm_up(embedder: EmbeddingModel, batch_size: int) -> float:
@@ -420,10 +521,17 @@ def not_ready(state: ServiceState) -> ApiError:
     )
 
 
+def embedding_model_ids(state: ServiceState) -> list[str]:
+    return [state.settings.embedding_model_id, *retriever_ids(state.settings)]
+
+
 def model_cards(state: ServiceState) -> list[ModelCard]:
     cards = [ModelCard(id=state.settings.embedding_model_id, created=state.started_at)]
     if state.chat_engine is not None:
-        cards.append(ModelCard(id=state.chat_engine.model_name, created=state.started_at))
+        cards.append(ModelCard(id=state.chat_engine.model_name, created=state.started_at, kind="chat"))
+    cards.extend(
+        ModelCard(id=model_id, created=state.started_at) for model_id in retriever_ids(state.settings)
+    )
     return cards
 
 
@@ -431,17 +539,8 @@ async def embed(
     state: ServiceState, body: EmbeddingRequest, request: Request, *, deadline: float
 ) -> dict[str, Any]:
     """Validate, admit and batch-encode one embeddings request; the OpenAI response as a dict."""
-    if state.embedder is None or state.batcher is None:
-        raise not_ready(state)
-    embedder, batcher, settings = state.embedder, state.batcher, state.settings
-    if body.model != settings.embedding_model_id:
-        raise ApiError(
-            404,
-            f"The model {body.model!r} does not exist; this service embeds with "
-            f"{settings.embedding_model_id!r}.",
-            param="model",
-            code="model_not_found",
-        )
+    loaded = await embedder_for(state, body.model, deadline=deadline)
+    embedder, batcher, settings, model_id = loaded.model, loaded.batcher, state.settings, body.model
     texts = [body.input] if isinstance(body.input, str) else body.input
     most = min(settings.embedding_max_inputs, batcher.max_queue)
     if not texts:
@@ -451,7 +550,7 @@ async def embed(
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
         raise ApiError(
             400,
-            f"{settings.embedding_model_id} embeds in {embedder.dimensions} dimensions only.",
+            f"{model_id} embeds in {embedder.dimensions} dimensions only.",
             param="dimensions",
         )
     for index, text in enumerate(texts):
@@ -468,7 +567,7 @@ async def embed(
             if count > embedder.max_tokens:
                 raise ApiError(
                     400,
-                    f"input[{index}] is {count} tokens; {settings.embedding_model_id} takes at most "
+                    f"input[{index}] is {count} tokens; {model_id} takes at most "
                     f'{embedder.max_tokens}. Shorten it, or send "truncate": true to cut it.',
                     param="input",
                     code="context_length_exceeded",
@@ -485,7 +584,7 @@ async def embed(
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
-        "model": settings.embedding_model_id,
+        "model": model_id,
         "usage": {"prompt_tokens": total, "total_tokens": total},
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,11 @@ def _default_embedding_model_path() -> str:
     return str(get_model_path())
 
 
+def _default_retrievers_dir() -> str:
+    # The same default as the web app's RAGSITE_RETRIEVERS_DIR: `.data/retrievers` in the checkout.
+    return str(Path(__file__).resolve().parent.parent / ".data" / "retrievers")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from `INFERENCE_*` environment variables."""
@@ -58,6 +64,8 @@ class Settings:
     torch_threads: int = 1
     embedding_model_id: str = "all-MiniLM-L6-v2"
     embedding_model_path: str = field(default_factory=_default_embedding_model_path)
+    # Registered retrievers: one sentence-transformers directory per model id, loaded on first use.
+    retrievers_dir: str = field(default_factory=_default_retrievers_dir)
     embedding_max_batch_size: int = 64
     embedding_max_wait_ms: float = 5.0
     embedding_max_batch_tokens: int = 16384
@@ -85,6 +93,7 @@ class Settings:
             torch_threads=_env_int("INFERENCE_TORCH_THREADS", 1, minimum=1),
             embedding_model_id=_env_str("INFERENCE_EMBEDDING_MODEL_ID", "all-MiniLM-L6-v2"),
             embedding_model_path=model_path or _default_embedding_model_path(),
+            retrievers_dir=_env_str("RAGSITE_RETRIEVERS_DIR", _default_retrievers_dir()),
             embedding_max_batch_size=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", 64, minimum=1),
             embedding_max_wait_ms=_env_float("INFERENCE_EMBEDDING_MAX_WAIT_MS", 5.0),
             embedding_max_batch_tokens=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_TOKENS", 16384, minimum=256),

@@ -116,6 +116,8 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "ragsite"
+    # Not in OpenAI's card: tells a client which ids are for /v1/embeddings and which for chat.
+    kind: Literal["embedding", "chat"] = "embedding"
 
 
 class ModelList(BaseModel):

@@ -181,18 +181,18 @@ def _embeddings_from(response: httpx.Response) -> list[list[float]]:
     return [item["embedding"] for item in data]
 
 
-def embed(texts: Sequence[str]) -> list[list[float]]:
-    """Embed texts with the served embedding model, in order."""
+def embed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:
+    """Embed texts, in order, with `model` (the base model, or a registered retriever's id)."""
     if not texts:
         return []
-    return _embeddings_from(_post("/v1/embeddings", {"model": EMBEDDING_MODEL, "input": list(texts)}))
+    return _embeddings_from(_post("/v1/embeddings", {"model": model, "input": list(texts)}))
 
 
-async def aembed(texts: Sequence[str]) -> list[list[float]]:
+async def aembed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:
     """Embed texts without blocking the event loop."""
     if not texts:
         return []
-    response = await _apost("/v1/embeddings", {"model": EMBEDDING_MODEL, "input": list(texts)})
+    response = await _apost("/v1/embeddings", {"model": model, "input": list(texts)})
     return _embeddings_from(response)
 
 
@@ -207,7 +207,11 @@ async def _chat_model(url: str) -> str:
     if url not in _chat_models:
         response = await _async_client(url).get("/v1/models", timeout=5.0)
         _raise_for_response(response)
-        chat = [item["id"] for item in response.json()["data"] if item["id"] != EMBEDDING_MODEL]
+        chat = [
+            item["id"]
+            for item in response.json()["data"]
+            if item["id"] != EMBEDDING_MODEL and item.get("kind") != "embedding"
+        ]
         if not chat:
             raise InferenceError(f"The model service at {url} serves no chat model")
         _chat_models[url] = chat[0]
