@@ -77,7 +77,11 @@ class Chunk(models.Model):
     char_start = models.PositiveIntegerField()
     char_end = models.PositiveIntegerField()
     token_count = models.PositiveIntegerField()
-    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # Two vector slots, so that a new retriever is embedded beside the active one and switching (or rolling
+    # back) is a change of which column retrieval reads; `retrievers.Retriever.slot` says which one is whose.
+    # A slot is NULL until its retriever's re-embedding reaches the chunk (NULLs are not indexed).
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
+    embedding_b = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("heading_path", weight="A", config="english")
         + SearchVector("text", weight="B", config="english"),
@@ -96,6 +100,13 @@ class Chunk(models.Model):
             HnswIndex(
                 name="chunk_embedding_hnsw",
                 fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            HnswIndex(
+                name="chunk_embedding_b_hnsw",
+                fields=["embedding_b"],
                 m=16,
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],

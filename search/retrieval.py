@@ -17,6 +17,8 @@ from ingest.models import Chunk, Document
 
 Mode = Literal["keyword", "dense", "hybrid"]
 MODES: tuple[Mode, ...] = ("keyword", "dense", "hybrid")
+# The vector slots of a chunk (retrievers.models.SLOT_COLUMNS); the active retriever says which one is read.
+EMBEDDING_COLUMNS = ("embedding", "embedding_b")
 
 # Cormack, Clarke & Buettcher (SIGIR 2009): k=60 damps the influence of the very top ranks so that a
 # passage ranked well by both retrievers beats one ranked first by only one of them.
@@ -66,16 +68,16 @@ def _live_chunk_filter(alias: str) -> str:
         )"""
 
 
-def _dense_cte() -> str:
+def _dense_cte(column: str) -> str:
     # relaxed_order may return rows slightly out of order: re-rank the materialised candidates exactly.
     return f"""
     dense AS MATERIALIZED (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank
         FROM (
-            SELECT c.id, c.embedding <=> %(embedding)s::vector AS distance
+            SELECT c.id, c.{column} <=> %(embedding)s::vector AS distance
             FROM {Chunk._meta.db_table} c
-            WHERE {_live_chunk_filter("c")}
-            ORDER BY c.embedding <=> %(embedding)s::vector
+            WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
+            ORDER BY c.{column} <=> %(embedding)s::vector
             LIMIT %(candidates)s
         ) nearest
     )"""
@@ -132,7 +134,7 @@ def _keyword_cte() -> str:
     )"""
 
 
-def _ranked_cte(mode: Mode) -> str:
+def _ranked_cte(mode: Mode, column: str) -> str:
     if mode == "dense":
         return """
     ranked AS (
@@ -153,7 +155,7 @@ def _ranked_cte(mode: Mode) -> str:
     fused AS (
         SELECT
             candidates.id,
-            row_number() OVER (ORDER BY c.embedding <=> %(embedding)s::vector, candidates.id) AS dense_rank,
+            row_number() OVER (ORDER BY c.{column} <=> %(embedding)s::vector, candidates.id) AS dense_rank,
             keyword.rank AS keyword_rank
         FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
         JOIN {Chunk._meta.db_table} c ON c.id = candidates.id
@@ -170,14 +172,16 @@ def _ranked_cte(mode: Mode) -> str:
     )"""
 
 
-def search_sql(mode: Mode) -> str:
-    """The one retrieval statement for a mode."""
+def search_sql(mode: Mode, column: str = "embedding") -> str:
+    """The one retrieval statement for a mode, reading the vectors of `column` (one of EMBEDDING_COLUMNS)."""
+    if column not in EMBEDDING_COLUMNS:
+        raise ValueError(f"unknown embedding column {column!r}")
     ctes = []
     if mode in ("dense", "hybrid"):
-        ctes.append(_dense_cte())
+        ctes.append(_dense_cte(column))
     if mode in ("keyword", "hybrid"):
         ctes.append(_keyword_cte())
-    ctes.append(_ranked_cte(mode))
+    ctes.append(_ranked_cte(mode, column))
     return f"""
     WITH {",".join(ctes)}
     SELECT
@@ -201,6 +205,7 @@ def run_search(
     rrf_k: int,
     candidates: int,
     ef_search: int,
+    embedding_column: str = "embedding",
 ) -> list[RetrievedChunk]:
     candidates = max(k, candidates)
     params = {
@@ -216,7 +221,7 @@ def run_search(
     # SET LOCAL keeps them to this transaction.
     statement = (
         "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-        f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode)
+        f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode, embedding_column)
     )
     # On the read replica when DATABASE_REPLICA_URL is set (settings.RETRIEVAL_DATABASE), else the primary.
     alias = settings.RETRIEVAL_DATABASE

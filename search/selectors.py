@@ -50,11 +50,13 @@ def chunk_search(
     rrf_k: int = DEFAULT_RRF_K,
     candidates: int = DEFAULT_CANDIDATES,
     ef_search: int = DEFAULT_EF_SEARCH,
+    embedding_column: str = "embedding",
 ) -> list[RetrievedChunk]:
     """The k best live passages of the given collections, best first, in one SQL statement.
 
     `collection_ids` must come from `collection_ids_readable_by`: the filter is applied inside the SQL.
-    `keyword` needs no embedding; `dense` and `hybrid` need the query's embedding.
+    `keyword` needs no embedding; `dense` and `hybrid` need the query's embedding, made by the model whose
+    vectors `embedding_column` holds (`retrievers.selectors.embedding_slot_active` gives both).
     """
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -76,6 +78,7 @@ def chunk_search(
         rrf_k=rrf_k,
         candidates=candidates,
         ef_search=ef_search,
+        embedding_column=embedding_column,
     )
 
 
