@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ops.services import audit_record
+from retrievers.services import embedding_slot_for_writes
 from search.inference import InferenceBusy, InferenceError, InferenceUnavailable
 from search.inference import embed as inference_embed
 
@@ -323,19 +324,23 @@ def chunks_embed_and_store(
     """Embed drafts in batches through the inference API and bulk-insert them as `generation` of `document`.
 
     The next batch is embedded while the previous one is written. The chunks stay invisible to retrieval until
-    `document_generation_activate` makes their generation live. Returns the number of chunks written.
+    `document_generation_activate` makes their generation live. They are embedded by the active retriever
+    into its vector slot, which cannot switch meanwhile. Returns the number of chunks written.
     """
     size = batch_size or int(getattr(settings, "RAGSITE_INGEST_BATCH_SIZE", EMBED_BATCH_SIZE))
     batches = [list(drafts[i : i + size]) for i in range(0, len(drafts), size)]
     if not batches:
         return 0
     written = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
-        pending: Future[list[list[float]]] = pool.submit(_embed, batches[0])
+    with (
+        embedding_slot_for_writes() as slot,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool,
+    ):
+        pending: Future[list[list[float]]] = pool.submit(_embed, batches[0], slot.model_id)
         for index, batch in enumerate(batches):
             vectors = pending.result()
             if index + 1 < len(batches):
-                pending = pool.submit(_embed, batches[index + 1])
+                pending = pool.submit(_embed, batches[index + 1], slot.model_id)
             Chunk.objects.bulk_create(
                 Chunk(
                     document_id=document.id,
@@ -348,7 +353,7 @@ def chunks_embed_and_store(
                     char_start=draft.char_start,
                     char_end=draft.char_end,
                     token_count=draft.token_count,
-                    embedding=vector,
+                    **{slot.column: vector},
                 )
                 for draft, vector in zip(batch, vectors, strict=True)
             )
@@ -366,21 +371,21 @@ def _test_delay() -> None:
         time.sleep(delay)
 
 
-def _embed(batch: list[ChunkDraft]) -> list[list[float]]:
-    return _embed_texts([draft.embedding_input for draft in batch])
+def _embed(batch: list[ChunkDraft], model: str) -> list[list[float]]:
+    return _embed_texts([draft.embedding_input for draft in batch], model)
 
 
-def _embed_texts(texts: list[str]) -> list[list[float]]:
+def _embed_texts(texts: list[str], model: str) -> list[list[float]]:
     """Embed a batch; one that times out (504, or no answer in time) is split in halves and retried."""
     try:
-        return inference_embed(texts)
+        return inference_embed(texts, model=model)
     except InferenceUnavailable as exc:
         timed_out = exc.status == 504 or isinstance(exc.__cause__, httpx.ReadTimeout)
         if not timed_out or len(texts) <= MIN_SPLIT_BATCH:
             raise
         logger.info("a batch of %d texts timed out; embedding it in halves", len(texts))
         middle = len(texts) // 2
-        return _embed_texts(texts[:middle]) + _embed_texts(texts[middle:])
+        return _embed_texts(texts[:middle], model) + _embed_texts(texts[middle:], model)
 
 
 def document_generation_activate(*, document: Document, generation: int) -> None:

@@ -8,6 +8,7 @@ from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from ingest.models import Document
+from retrievers.selectors import retriever_list
 from search import inference
 
 from .selectors import audit_events_recent, queue_depths, workers_list
@@ -44,6 +45,7 @@ def status(request: HttpRequest) -> HttpResponse:
         .select_related("collection")
         .order_by("-updated_at")[:10],
         "audit_events": audit_events_recent(),
+        "retrievers": retriever_list().exclude(status="registered"),
     }
     return render(request, "ops/status.html", context)
 

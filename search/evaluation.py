@@ -24,6 +24,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 
 from ingest.models import Chunk, Collection, Document
+from retrievers.selectors import EmbeddingSlot, embedding_slot_active
 from search import inference
 from search.retrieval import RetrievedChunk
 from search.selectors import chunk_search, collection_ids_readable_by
@@ -278,11 +279,11 @@ def _reader_of(collection: Collection) -> tuple[User, Group]:
     return user, group
 
 
-def embed_with_retries(texts: Sequence[str]) -> list[list[float]]:
+def embed_with_retries(texts: Sequence[str], *, model: str = inference.EMBEDDING_MODEL) -> list[list[float]]:
     """`inference.embed`, retried with backoff while the model service is busy or briefly unavailable."""
     for attempt in range(TRANSIENT_RETRIES):
         try:
-            return inference.embed(texts)
+            return inference.embed(texts, model=model)
         except (inference.InferenceBusy, inference.InferenceUnavailable):
             if attempt + 1 == TRANSIENT_RETRIES:
                 raise
@@ -290,21 +291,26 @@ def embed_with_retries(texts: Sequence[str]) -> list[list[float]]:
     raise AssertionError("unreachable")
 
 
-def _embed_queries(texts: Sequence[str]) -> list[list[float]]:
+def _embed_queries(texts: Sequence[str], *, model: str) -> list[list[float]]:
     vectors: list[list[float]] = []
     for start in range(0, len(texts), QUERY_EMBED_BATCH):
-        vectors.extend(embed_with_retries(texts[start : start + QUERY_EMBED_BATCH]))
+        vectors.extend(embed_with_retries(texts[start : start + QUERY_EMBED_BATCH], model=model))
     return vectors
 
 
 def dataset_evaluate(
-    *, dataset: Dataset, collection: Collection, mode: str, k: int = 10
+    *, dataset: Dataset, collection: Collection, mode: str, k: int = 10, slot: EmbeddingSlot | None = None
 ) -> dict[str, float | int | str]:
-    """Run every judged query through `chunk_search` as a reader of `collection`; the mean metrics."""
+    """Run every judged query through `chunk_search` as a reader of `collection`; the mean metrics.
+
+    `slot` is the retriever to evaluate (its model embeds the queries, its column is searched); by default
+    the active one. Its column must be filled for the collection's chunks (`retrievers.services.slot_fill`).
+    """
+    slot = slot or embedding_slot_active()
     query_ids = [q for q in dataset.qrels if q in dataset.queries]
     texts = [dataset.queries[q] for q in query_ids]
     embeddings: Sequence[Sequence[float] | None] = (
-        [None] * len(texts) if mode == "keyword" else _embed_queries(texts)
+        [None] * len(texts) if mode == "keyword" else _embed_queries(texts, model=slot.model_id)
     )
     corpus_ids = dict(Document.objects.filter(collection=collection).values_list("id", "original_name"))
     depth = CHUNKS_PER_DOCUMENT * max(k, RECALL_DEPTH)
@@ -320,6 +326,7 @@ def dataset_evaluate(
                     k=depth,
                     mode=mode,
                     candidates=depth,
+                    embedding_column=slot.column,
                 ),
                 corpus_ids,
             )
@@ -328,4 +335,4 @@ def dataset_evaluate(
     finally:
         user.delete()
         group.delete()
-    return {**scores_compute(runs, dataset.qrels, k=k), "mode": mode}
+    return {**scores_compute(runs, dataset.qrels, k=k), "mode": mode, "model": slot.model_id}

@@ -17,6 +17,7 @@ from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
 from ragsite.db import db_sync_to_async
+from retrievers.selectors import embedding_slot_active
 from search import inference, prompting
 from search.models import Conversation, Feedback, Message
 from search.selectors import RetrievedChunk, chunk_search
@@ -135,13 +136,15 @@ def passage_is_relevant(*, passage: RetrievedChunk, similarity: float | None, mi
     return similarity is not None and similarity >= min_similarity
 
 
-def _similarities(*, chunk_ids: Sequence[int], query_embedding: list[float]) -> dict[int, float]:
+def _similarities(
+    *, chunk_ids: Sequence[int], query_embedding: list[float], embedding_column: str
+) -> dict[int, float]:
     """Cosine similarity of each chunk to the query (hybrid retrieval scores by rank, not by distance)."""
     if not chunk_ids:
         return {}
     rows = (
         Chunk.objects.filter(id__in=chunk_ids)
-        .annotate(distance=CosineDistance("embedding", query_embedding))
+        .annotate(distance=CosineDistance(embedding_column, query_embedding))
         .values_list("id", "distance")
     )
     return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
@@ -165,16 +168,19 @@ async def question_rewrite(*, question: str, history: Sequence[tuple[str, str]],
 
 
 def _relevant_passages(
-    *, collection_ids: Sequence[int], query: str, query_embedding: list[float]
+    *, collection_ids: Sequence[int], query: str, query_embedding: list[float], embedding_column: str
 ) -> list[RetrievedChunk]:
     retrieved = chunk_search(
         collection_ids=list(collection_ids),
         query=query,
         query_embedding=query_embedding,
         k=int(_setting("RAGSITE_RETRIEVAL_K", 10)),
+        embedding_column=embedding_column,
     )
     without_keyword = [passage.chunk_id for passage in retrieved if passage.keyword_rank is None]
-    similarities = _similarities(chunk_ids=without_keyword, query_embedding=query_embedding)
+    similarities = _similarities(
+        chunk_ids=without_keyword, query_embedding=query_embedding, embedding_column=embedding_column
+    )
     min_similarity = float(_setting("RAGSITE_MIN_SIMILARITY", 0.3))
     return [
         passage
@@ -205,9 +211,11 @@ async def answer_stream(
 
     passages: list[RetrievedChunk] = []
     if collection_ids:
+        # The question is embedded by the model whose vectors retrieval reads, both taken from one look.
+        slot = await db_sync_to_async(embedding_slot_active)()
         for attempt in range(retries + 1):
             try:
-                query_embedding = (await inference.aembed([standalone]))[0]
+                query_embedding = (await inference.aembed([standalone], model=slot.model_id))[0]
                 break
             except inference.InferenceBusy as exc:
                 if attempt == retries:
@@ -220,7 +228,10 @@ async def answer_stream(
                 yield AnswerEvent(kind="error", text=exc.message)
                 return
         passages = await db_sync_to_async(_relevant_passages)(
-            collection_ids=collection_ids, query=standalone, query_embedding=query_embedding
+            collection_ids=collection_ids,
+            query=standalone,
+            query_embedding=query_embedding,
+            embedding_column=slot.column,
         )
 
     if not passages:

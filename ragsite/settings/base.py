@@ -66,7 +66,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Workers log through Django's LOGGING (JSON lines with the request id), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_ROUTES = {"ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")}}
+CELERY_TASK_ROUTES = {
+    "ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")},
+    "retrievers.*": {"queue": env.str("RAGSITE_REEMBED_QUEUE", default="reembed")},
+}
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
 # How long a call to the inference API may wait for its answer to begin (then the model counts as busy).
@@ -85,6 +88,7 @@ INSTALLED_APPS = [
     "ingest",
     "search",
     "widget",
+    "retrievers",
 ]
 
 MIDDLEWARE = [
@@ -145,6 +149,12 @@ RAGSITE_MAX_UPLOAD_BYTES = env.int("RAGSITE_MAX_UPLOAD_BYTES", default=50 * 1024
 RAGSITE_MAX_UNPACKED_BYTES = env.int("RAGSITE_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
 RAGSITE_INGEST_QUEUE = env.str("RAGSITE_INGEST_QUEUE", default="ingest")
 RAGSITE_INGEST_BATCH_SIZE = env.int("RAGSITE_INGEST_BATCH_SIZE", default=64)
+# Registered retrievers (fine-tuned embedding models), one directory per model id; the inference API reads
+# the same directory (the same variable), so they must agree.
+RAGSITE_RETRIEVERS_DIR = env.path("RAGSITE_RETRIEVERS_DIR", default=str(DATA_DIR / "retrievers"))
+RAGSITE_REEMBED_QUEUE = env.str("RAGSITE_REEMBED_QUEUE", default="reembed")
+# Texts per call to the inference API while re-embedding chunks for a new retriever.
+RAGSITE_REEMBED_BATCH_SIZE = env.int("RAGSITE_REEMBED_BATCH_SIZE", default=64)
 # Every worker looks this often for documents whose run died with another worker (0: only at start).
 RAGSITE_STALLED_SWEEP_S = env.float("RAGSITE_STALLED_SWEEP_S", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep]`: retrieval quality."""
+"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep] [--retriever R]`: quality."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
+from retrievers.services import slot_fill
 from search.evaluation import (
     collection_delete,
     corpus_find_kept,
@@ -44,6 +46,10 @@ class Command(BaseCommand):
             help="drop a kept corpus and load it again (after ingest changes)",
         )
         parser.add_argument("--workers", type=int, default=8, help="documents ingested concurrently")
+        parser.add_argument(
+            "--retriever",
+            help="evaluate this retriever (name or id; it must own a vector slot) instead of the active one",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per embedding request otherwise
@@ -51,6 +57,15 @@ class Command(BaseCommand):
             dataset = dataset_load(options["dataset"], split=options["split"])
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
+        slot = embedding_slot_active()
+        if options["retriever"]:
+            retriever = retriever_get(name=options["retriever"])
+            if retriever is None or retriever.column is None:
+                raise CommandError(
+                    f"{options['retriever']!r} is not a retriever with vectors of its own; "
+                    "see `manage.py retriever list` (activate it first)"
+                )
+            slot = embedding_slot_of(retriever=retriever)
         keep = options["keep"] or options["reload"]
         started = time.monotonic()
         collection = corpus_find_kept(dataset=dataset) if keep else None
@@ -69,8 +84,10 @@ class Command(BaseCommand):
         assert collection is not None
         loaded = time.monotonic()
         try:
+            # Ingestion embedded the corpus for the active retriever; another one's vectors are added here.
+            slot_fill(slot=slot, collection_id=collection.id)
             scores = dataset_evaluate(
-                dataset=dataset, collection=collection, mode=options["mode"], k=options["k"]
+                dataset=dataset, collection=collection, mode=options["mode"], k=options["k"], slot=slot
             )
         finally:
             if not keep:
@@ -87,7 +104,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result))
             return
         k = options["k"]
-        self.stdout.write(f"{dataset.name}: {scores['queries']} queries, mode {options['mode']}")
+        self.stdout.write(
+            f"{dataset.name}: {scores['queries']} queries, mode {options['mode']}, model {slot.model_id}"
+        )
         for label, key in (
             (f"nDCG@{k}", f"ndcg_at_{k}"),
             (f"Recall@{k}", f"recall_at_{k}"),
