@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from ingest.chunking import embedding_input
@@ -387,9 +387,7 @@ def _switch(target: Retriever, *, expected_active: Retriever, message: str) -> R
     slot = embedding_slot_of(retriever=target)
     slot_fill(slot=slot)  # the bulk of what arrived since, while writes go on
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(SWITCH_LOCK_TIMEOUT_S)}s'")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SLOT_LOCK)
+        _chunk_writes_pause()
         slot_fill(slot=slot)  # what arrived meanwhile; new writes now wait for this transaction
         rows = {row.id: row for row in Retriever.objects.select_for_update().order_by("id")}
         target, active = rows[target.id], rows[expected_active.id]
@@ -406,6 +404,19 @@ def _switch(target: Retriever, *, expected_active: Retriever, message: str) -> R
         target.save(update_fields=["status", "message", "activated_at", "updated_at"])
         audit_record(actor=None, action="retriever.switch", target=target, details={"previous": active.name})
     return target
+
+
+def _chunk_writes_pause() -> None:
+    """Wait for chunk writes in flight and hold new ones until the transaction ends."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(SWITCH_LOCK_TIMEOUT_S * 1000)}ms'")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SLOT_LOCK)
+    except OperationalError as exc:
+        raise RetrieverRefused(
+            f"Documents being ingested kept writing chunks for {SWITCH_LOCK_TIMEOUT_S:g} s; nothing was "
+            "switched. Try again when ingestion is quieter."
+        ) from exc
 
 
 def retriever_rollback() -> Retriever:

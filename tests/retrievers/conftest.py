@@ -23,7 +23,7 @@ INGEST_QUEUE = f"ingest-retrievers-{uuid.uuid4().hex[:8]}"
 REEMBED_QUEUE = f"reembed-retrievers-{uuid.uuid4().hex[:8]}"
 # Small, slow re-embedding batches: a build spans several steps and questions are asked while it runs.
 REEMBED_BATCH_SIZE = 4
-REEMBED_BATCH_DELAY_S = 0.3
+REEMBED_BATCH_DELAY_S = 0.5
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ copies; the held-out split is the evaluation tests' tiny BEIR dataset.
 from __future__ import annotations
 
 import io
+import json
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from ingest import services as ingest_services
 from ingest.models import Chunk, Collection, Document
@@ -228,6 +231,7 @@ def test_an_equal_model_is_switched_to_while_questions_go_on_and_rollback_restor
 @pytest.mark.django_db(transaction=True)
 def test_a_worse_model_is_refused_with_both_numbers_and_nothing_switches(
     damaged_output: Path,
+    heldout_dataset: Path,
     retriever_worker: WorkerProcess,
     use_retriever_inference: InferenceProcess,
     monkeypatch: pytest.MonkeyPatch,
@@ -253,3 +257,47 @@ def test_a_worse_model_is_refused_with_both_numbers_and_nothing_switches(
     with pytest.raises(RetrieverRefused, match="nothing to roll back to"):
         retriever_rollback()
     assert f"{ours:.4f} vs {theirs:.4f}" in _command("list")
+    # The gate's number is what `manage.py evaluate` gives for that retriever.
+    out = io.StringIO()
+    evaluate = ["--dataset", str(heldout_dataset), "--mode", "dense", "--json", "--workers", "2"]
+    call_command("evaluate", *evaluate, "--retriever", name, stdout=out)
+    assert json.loads(out.getvalue().splitlines()[-1])["ndcg_at_10"] == ours
+
+
+# The switch and chunk writes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_switch_waits_for_chunk_writes_in_flight_and_gives_up_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retrievers import services
+
+    base = services.retriever_base_ensure()
+    Retriever.objects.filter(id=base.id).update(status=Status.PREVIOUS)
+    current = Retriever.objects.create(name="current-model", slot="b", status=Status.ACTIVE)
+    monkeypatch.setattr(services, "SWITCH_LOCK_TIMEOUT_S", 0.5)
+    writing, release = threading.Event(), threading.Event()
+
+    def write_chunks() -> None:
+        try:
+            with services.embedding_slot_for_writes() as slot:
+                assert slot == EmbeddingSlot(model_id="current-model", column="embedding_b")
+                writing.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write_chunks)
+    writer.start()
+    try:
+        assert writing.wait(timeout=30)
+        with pytest.raises(RetrieverRefused, match="kept writing chunks"):
+            retriever_rollback()
+        assert Retriever.objects.get(status=Status.ACTIVE) == current
+    finally:
+        release.set()
+        writer.join()
+
+    assert retriever_rollback() == base  # no chunk is missing from slot a: nothing to embed
+    assert embedding_slot_active() == BASE_EMBEDDING_SLOT
