@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -29,6 +29,7 @@ from inference.backends.base import ChatEngine
 from inference.batching import AdmissionGate, EmbeddingBatcher, QueueFull
 from inference.cancellation import ClientDisconnected, run_for_client
 from inference.config import Settings
+from inference.encoder import EncoderProcess, EncoderUnavailable
 from inference.metrics import Metrics
 from inference.schemas import (
     ApiError,
@@ -39,9 +40,6 @@ from inference.schemas import (
     ModelCard,
     ModelList,
 )
-
-if TYPE_CHECKING:  # importing torch at module import would slow every tool that imports the app
-    from inference.embeddings import EmbeddingModel
 
 logger = logging.getLogger("inference")
 access_logger = logging.getLogger("inference.access")
@@ -78,7 +76,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Unknown model",
         413: "Request body too large",
         429: "Queue full; retry after the `Retry-After` seconds",
-        503: "Model not loaded yet, or no chat engine configured",
+        503: "Model not loaded yet, its encoder process died, or no chat engine configured",
         504: "Deadline passed before the answer was ready",
     }.items()
 }
@@ -92,7 +90,7 @@ RETRIEVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 class LoadedEmbedder:
     """An embedding model with its own micro-batcher."""
 
-    model: EmbeddingModel
+    model: EncoderProcess
     batcher: EmbeddingBatcher
 
 
@@ -104,7 +102,7 @@ class ServiceState:
     metrics: Metrics
     chat_gate: AdmissionGate
     started_at: int = field(default_factory=lambda: int(time.time()))
-    embedder: EmbeddingModel | None = None
+    embedder: EncoderProcess | None = None
     batcher: EmbeddingBatcher | None = None
     chat_engine: ChatEngine | None = None
     load_error: str | None = None
@@ -114,7 +112,12 @@ class ServiceState:
 
     @property
     def ready(self) -> bool:
-        return self.batcher is not None and self.load_error is None
+        return (
+            self.batcher is not None
+            and self.load_error is None
+            and self.embedder is not None
+            and self.embedder.alive  # false while a crashed encoder process is being replaced
+        )
 
 
 def default_chat_engine(settings: Settings) -> ChatEngine | None:
@@ -270,8 +273,11 @@ def create_app(
             await asyncio.gather(*state.retriever_loads.values(), return_exceptions=True)
             for retriever in state.retrievers.values():
                 await retriever.batcher.stop()
+                await asyncio.to_thread(retriever.model.stop)
             if state.batcher is not None:
                 await state.batcher.stop()
+            if state.embedder is not None:
+                await asyncio.to_thread(state.embedder.stop)
             if state.chat_engine is not None:
                 await state.chat_engine.stop()
 
@@ -295,14 +301,13 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
     try:
         import torch
 
-        from inference.embeddings import EmbeddingModel
-
+        # For an in-process chat engine; the embedding model sets its own in its encoder process.
         torch.set_num_threads(settings.torch_threads)
-        # The model runs on a worker thread that needs the GIL between torch ops; under a flood of
-        # requests the event loop would hold it for the default 5 ms slices and starve the model.
-        sys.setswitchinterval(0.0005)
         embedder = await asyncio.to_thread(
-            EmbeddingModel, settings.embedding_model_path, model_id=settings.embedding_model_id
+            EncoderProcess,
+            settings.embedding_model_path,
+            model_id=settings.embedding_model_id,
+            torch_threads=settings.torch_threads,
         )
         rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
         engine = make_chat_engine(settings)
@@ -319,7 +324,7 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
 
 
 def new_batcher(
-    state: ServiceState, embedder: EmbeddingModel, *, inputs_per_second: float
+    state: ServiceState, embedder: EncoderProcess, *, inputs_per_second: float
 ) -> EmbeddingBatcher:
     settings = state.settings
     batcher = EmbeddingBatcher(
@@ -350,10 +355,10 @@ def retriever_ids(settings: Settings) -> list[str]:
 
 
 async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
-    from inference.embeddings import EmbeddingModel
-
     path = str(Path(state.settings.retrievers_dir) / model_id)
-    model = await asyncio.to_thread(EmbeddingModel, path, model_id=model_id)
+    model = await asyncio.to_thread(
+        EncoderProcess, path, model_id=model_id, torch_threads=state.settings.torch_threads
+    )
     rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
     loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))
     state.retrievers[model_id] = loaded
@@ -406,7 +411,7 @@ async def embedder_for(state: ServiceState, model_id: str, *, deadline: float) -
         ) from None
 
 
-def warm_up(embedder: EmbeddingModel, batch_size: int) -> float:
+def warm_up(embedder: EncoderProcess, batch_size: int) -> float:
     """Encode a full batch of typical inputs twice (the first pays one-off costs); inputs/s of the second."""
     texts = [
         "a typical passage of a few dozen tokens for the embedding model to warm up on " * 2
@@ -579,6 +584,14 @@ async def embed(
         )
     except QueueFull as exc:
         raise queue_full(exc.retry_after) from None
+    except EncoderUnavailable as exc:
+        raise ApiError(
+            503,
+            f"{exc} Retry the request.",
+            error_type="service_unavailable",
+            code="encoder_unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
     encode = vector_as_base64 if body.encoding_format == "base64" else vector_as_floats
     total = sum(counts)
     return {

@@ -29,12 +29,15 @@ class EmbeddingModel:
         """Tokens per text as the model sees them, special tokens included, before truncation."""
         return [len(self._counter.encode(text, add_special_tokens=True).ids) for text in texts]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Normalised float32 vectors for `texts`, one model call; inputs past max_tokens are cut."""
+    def encode(self, texts: list[str], *, pass_size: int | None = None) -> np.ndarray:
+        """Normalised float32 vectors for `texts`; inputs past max_tokens are cut.
+
+        One forward pass, or passes of `pass_size` inputs of similar length (less padding).
+        """
         with torch.inference_mode():
             vectors = self._model.encode(
                 texts,
-                batch_size=len(texts),
+                batch_size=pass_size or len(texts),
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
