@@ -33,12 +33,49 @@ class _Item:
     future: asyncio.Future[np.ndarray] = field(repr=False)
 
 
+class DeliveredRate:
+    """Inputs answered per second the batcher was busy, over the last `window_s` seconds.
+
+    A batch's busy time runs from the previous answer (or from its oldest input's arrival, if the
+    queue was idle) to its own answer, so it counts everything between two answers: waiting for the
+    event loop, the pipe to the encoder and the model. Admission built on the model's time alone
+    admitted work that a starved process then could not answer before its deadline.
+    """
+
+    def __init__(self, *, window_s: float = 10.0, seed: float = 0.0) -> None:
+        self.window_s = window_s
+        self._seed = seed
+        self._batches: deque[tuple[float, int, float]] = deque()
+        self._inputs = 0
+        self._busy_s = 0.0
+        self._last_answer = -math.inf
+
+    @property
+    def per_second(self) -> float:
+        return self._inputs / self._busy_s if self._busy_s > 0 else self._seed
+
+    def record(self, inputs: int, *, oldest_arrival: float, answered_at: float) -> float:
+        """Add one answered batch; its busy seconds."""
+        busy_s = max(answered_at - max(self._last_answer, oldest_arrival), 1e-6)
+        self._last_answer = answered_at
+        self._batches.append((answered_at, inputs, busy_s))
+        self._inputs += inputs
+        self._busy_s += busy_s
+        # Keep the newest batch whatever its age: one slow batch is better than no estimate.
+        while len(self._batches) > 1 and self._batches[0][0] < answered_at - self.window_s:
+            _, old_inputs, old_busy_s = self._batches.popleft()
+            self._inputs -= old_inputs
+            self._busy_s -= old_busy_s
+        return busy_s
+
+
 class EmbeddingBatcher:
     """Queues single inputs and encodes whatever arrived together as one length-sorted batch.
 
     A batch closes when it holds `max_batch_size` inputs, when its padded size would pass
-    `max_batch_tokens`, or `max_wait_s` after its oldest input arrived. One worker thread runs
-    the model, so the event loop stays free and batches form while the previous one encodes.
+    `max_batch_tokens`, or `max_wait_s` after its oldest input arrived. `encode` blocks (it runs
+    on one worker thread; with an EncoderProcess the model itself is in another process), so the
+    event loop stays free and batches form while the previous one encodes.
     """
 
     def __init__(
@@ -63,8 +100,8 @@ class EmbeddingBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._worker: asyncio.Task[None] | None = None
-        # Measured from each batch; seeded by the warm-up so the first burst is admitted with care too.
-        self._inputs_per_second = inputs_per_second
+        # Measured from each answered batch; seeded by the warm-up so the first burst is admitted with care.
+        self._rate = DeliveredRate(seed=inputs_per_second)
         metrics.queue_capacity.labels("embeddings").set(max_queue)
 
     @property
@@ -85,20 +122,32 @@ class EmbeddingBatcher:
         self._pending.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def inputs_per_second(self) -> float:
+        """Inputs answered per busy second, recently (the warm-up's rate until there are answers)."""
+        return self._rate.per_second
+
     def retry_after(self, extra: int = 0) -> int:
         """Seconds until the queue has likely drained enough for `extra` more inputs."""
-        rate = self._inputs_per_second
+        rate = self._rate.per_second
         if rate <= 0:
             return 1
         return max(1, min(60, math.ceil((self.depth + extra) / rate)))
 
+    def expected_wait_s(self, inputs: int) -> float:
+        """How long `inputs` more would likely wait for their answer, at the delivered rate."""
+        rate = self._rate.per_second
+        if rate <= 0:
+            return 0.0
+        # Everything ahead of them, and, behind a queue, the rest of the batch they land in.
+        return (self.depth + inputs + min(self.depth, self.max_batch_size)) / rate
+
     def has_room(self, inputs: int, *, within_s: float) -> bool:
-        """Whether `inputs` more fit the queue and would likely be encoded within `within_s` seconds."""
-        waiting = self.depth + inputs
-        if waiting > self.max_queue:
+        """Whether `inputs` more fit the queue and would likely be answered within `within_s` seconds."""
+        if self.depth + inputs > self.max_queue:
             return False
         # A wait longer than the deadline would end in a 504 after holding a slot: refuse it now.
-        return self._inputs_per_second <= 0 or waiting / self._inputs_per_second <= within_s
+        return self.expected_wait_s(inputs) <= within_s
 
     async def embed(
         self, texts: Sequence[str], token_counts: Sequence[int], *, within_s: float
@@ -179,6 +228,7 @@ class EmbeddingBatcher:
 
     async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
         self._in_flight = len(batch)
+        oldest_arrival = min(item.enqueued_at for item in batch)
         started = time.perf_counter()
         try:
             vectors = await loop.run_in_executor(self._executor, self._encode, [item.text for item in batch])
@@ -194,14 +244,10 @@ class EmbeddingBatcher:
         for item, vector in zip(batch, vectors, strict=True):
             if not item.future.done():
                 item.future.set_result(vector)
+        self._rate.record(len(batch), oldest_arrival=oldest_arrival, answered_at=loop.time())
         self._record(batch, elapsed)
 
     def _record(self, batch: list[_Item], elapsed: float) -> None:
-        rate = len(batch) / elapsed
-        # A smoothed rate: Retry-After should not swing with one odd batch.
-        self._inputs_per_second = (
-            rate if self._inputs_per_second == 0 else 0.8 * self._inputs_per_second + 0.2 * rate
-        )
         tokens = sum(item.tokens for item in batch)
         self._metrics.batch_size.observe(len(batch))
         self._metrics.batch_seconds.observe(elapsed)
