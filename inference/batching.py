@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,11 +35,11 @@ class _Item:
 
 
 class DeliveredRate:
-    """Inputs answered per second the batcher was busy, over the last `window_s` seconds.
+    """Inputs encoded per second the batcher was busy, over the last `window_s` seconds.
 
-    A batch's busy time runs from the previous answer (or from its oldest input's arrival, if the
-    queue was idle) to its own answer, so it counts everything between two answers: waiting for the
-    event loop, the pipe to the encoder and the model. Admission built on the model's time alone
+    A batch's busy time runs from the end of the previous batch (or from its oldest input's arrival,
+    if the queue was idle) to its own end, so it counts everything between two batches: forming it,
+    the pipe to the encoder, a starved CPU and the model. Admission built on the model's own time
     admitted work that a starved process then could not answer before its deadline.
     """
 
@@ -73,9 +74,11 @@ class EmbeddingBatcher:
     """Queues single inputs and encodes whatever arrived together as one length-sorted batch.
 
     A batch closes when it holds `max_batch_size` inputs, when its padded size would pass
-    `max_batch_tokens`, or `max_wait_s` after its oldest input arrived. `encode` blocks (it runs
-    on one worker thread; with an EncoderProcess the model itself is in another process), so the
-    event loop stays free and batches form while the previous one encodes.
+    `max_batch_tokens`, or `max_wait_s` after its oldest input arrived. Batches are formed and
+    encoded on a thread of their own (`encode` blocks; with an EncoderProcess the model itself runs
+    in another process), and the answers go back to the event loop in one callback per batch. So a
+    flood of connections that keeps the event loop busy delays answers a little but never keeps the
+    model waiting for its next batch.
     """
 
     def __init__(
@@ -95,32 +98,41 @@ class EmbeddingBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self._metrics = metrics
+        # Shared with the batching thread: guarded by `_changed`, which also wakes that thread.
         self._pending: deque[_Item] = deque()
+        self._changed = threading.Condition()
+        self._stopping = False
         self._in_flight = 0
-        self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        self._worker: asyncio.Task[None] | None = None
-        # Measured from each answered batch; seeded by the warm-up so the first burst is admitted with care.
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Event loop side only. Measured from each answered batch; seeded by the warm-up so the first
+        # burst is admitted with care too.
         self._rate = DeliveredRate(seed=inputs_per_second)
+        self._answer_lag_s = 0.0
         metrics.queue_capacity.labels("embeddings").set(max_queue)
 
     @property
     def depth(self) -> int:
-        """Inputs admitted and not yet answered, the one in the model included."""
+        """Inputs admitted and not yet encoded, the batch in the model included."""
         return len(self._pending) + self._in_flight
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="embedding-batcher")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
-        for item in self._pending:
+        with self._changed:
+            self._stopping = True
+            waiting = list(self._pending)
+            self._pending.clear()
+            self._changed.notify_all()
+        for item in waiting:
             item.future.cancel()
-        self._pending.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            # The batch in the model, if any, finishes first.
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
 
     @property
     def inputs_per_second(self) -> float:
@@ -139,8 +151,10 @@ class EmbeddingBatcher:
         rate = self._rate.per_second
         if rate <= 0:
             return 0.0
-        # Everything ahead of them, and, behind a queue, the rest of the batch they land in.
-        return (self.depth + inputs + min(self.depth, self.max_batch_size)) / rate
+        # Everything ahead of them and, behind a queue, the rest of the batch they land in; then the
+        # event loop's lag in handing a finished batch back to its callers.
+        ahead = self.depth + inputs + min(self.depth, self.max_batch_size)
+        return ahead / rate + self._answer_lag_s
 
     def has_room(self, inputs: int, *, within_s: float) -> bool:
         """Whether `inputs` more fit the queue and would likely be answered within `within_s` seconds."""
@@ -156,14 +170,15 @@ class EmbeddingBatcher:
         if not self.has_room(len(texts), within_s=within_s):
             raise QueueFull(self.retry_after(len(texts)))
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()
         items = [
             _Item(text, tokens, now, loop.create_future())
             for text, tokens in zip(texts, token_counts, strict=True)
         ]
-        self._pending.extend(items)
+        with self._changed:
+            self._pending.extend(items)
+            self._changed.notify()
         self._publish_depth()
-        self._arrived.set()
         try:
             return list(await asyncio.gather(*(item.future for item in items)))
         finally:
@@ -172,42 +187,46 @@ class EmbeddingBatcher:
     def _withdraw(self, items: list[_Item]) -> None:
         """Drop a caller's inputs still waiting in the queue (it gave up or was answered)."""
         withdrawn = False
-        for item in items:
-            if not item.future.done():
-                item.future.cancel()
-            try:
-                self._pending.remove(item)
-                withdrawn = True
-            except ValueError:
-                pass
+        with self._changed:
+            for item in items:
+                if not item.future.done():
+                    item.future.cancel()
+                try:
+                    self._pending.remove(item)
+                    withdrawn = True
+                except ValueError:
+                    pass
         if withdrawn:
             self._publish_depth()
 
     def _publish_depth(self) -> None:
         self._metrics.queue_depth.labels("embeddings").set(self.depth)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _run(self) -> None:
+        """The batching thread: take the next batch, encode it, hand the answers to the event loop."""
         while True:
+            with self._changed:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            self._encode_batch(batch)
+
+    def _next_batch(self) -> list[_Item] | None:
+        """Wait (holding `_changed`) until a batch closes; None once stopping."""
+        while not self._stopping:
             if not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
+                self._changed.wait()
                 continue
-            await self._wait_for_batch(loop)
+            if len(self._pending) < self.max_batch_size:
+                remaining = self._pending[0].enqueued_at + self.max_wait_s - time.monotonic()
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
             batch = self._take_batch()
             if batch:
-                await self._encode_batch(loop, batch)
-
-    async def _wait_for_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._pending and len(self._pending) < self.max_batch_size:
-            remaining = self._pending[0].enqueued_at + self.max_wait_s - loop.time()
-            if remaining <= 0:
-                return
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return
+                self._in_flight = len(batch)
+                return batch
+        return None
 
     def _take_batch(self) -> list[_Item]:
         """Oldest inputs first, as many as fit; sorted by length so padding stays small."""
@@ -226,26 +245,48 @@ class EmbeddingBatcher:
         batch.sort(key=lambda item: item.tokens)
         return batch
 
-    async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
-        self._in_flight = len(batch)
+    def _encode_batch(self, batch: list[_Item]) -> None:
         oldest_arrival = min(item.enqueued_at for item in batch)
         started = time.perf_counter()
+        vectors: np.ndarray | None = None
+        error: Exception | None = None
         try:
-            vectors = await loop.run_in_executor(self._executor, self._encode, [item.text for item in batch])
+            vectors = self._encode([item.text for item in batch])
         except Exception as exc:
+            error = exc
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        self._in_flight = 0
+        self._publish_depth()
+        if error is None:
+            self._record(batch, elapsed)
+        assert self._loop is not None
+        # RuntimeError: the event loop has closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(
+                self._answer, batch, vectors, error, oldest_arrival, time.monotonic()
+            )
+
+    def _answer(
+        self,
+        batch: list[_Item],
+        vectors: np.ndarray | None,
+        error: Exception | None,
+        oldest_arrival: float,
+        encoded_at: float,
+    ) -> None:
+        """On the event loop: settle each caller's future; measure the encoding rate and the loop's lag."""
+        self._answer_lag_s = time.monotonic() - encoded_at
+        if vectors is None:
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(error or RuntimeError("the encoder returned nothing"))
             return
-        finally:
-            self._in_flight = 0
-            self._publish_depth()
-        elapsed = max(time.perf_counter() - started, 1e-9)
         for item, vector in zip(batch, vectors, strict=True):
             if not item.future.done():
                 item.future.set_result(vector)
-        self._rate.record(len(batch), oldest_arrival=oldest_arrival, answered_at=loop.time())
-        self._record(batch, elapsed)
+        # The rate is taken where batches finish, not where the loop hands them out: a flooded loop's lag
+        # is one delay for every answer, added on its own in expected_wait_s, not a slower rate.
+        self._rate.record(len(batch), oldest_arrival=oldest_arrival, answered_at=encoded_at)
 
     def _record(self, batch: list[_Item], elapsed: float) -> None:
         tokens = sum(item.tokens for item in batch)
