@@ -74,3 +74,20 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rating_display()}: {self.question[:60]}"
+
+
+class LexemeFrequency(models.Model):
+    """How many chunks hold a lexeme in their `search_vector`: the document frequencies of keyword IDF.
+
+    Kept by triggers on the chunk table in the transaction that writes the chunks (migration 0002), so that
+    every path that adds or removes chunks (ingestion, re-ingestion, a deleted document or collection, a bulk
+    load) keeps it exact. The row with the empty lexeme (`ALL_CHUNKS`) counts the chunks themselves.
+    """
+
+    ALL_CHUNKS = ""
+
+    lexeme = models.TextField(primary_key=True)
+    chunks = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.lexeme or '(all chunks)'}: {self.chunks}"

@@ -1,0 +1,107 @@
+"""LexemeFrequency: the chunk table's triggers keep the lexemes' document frequencies exact on every write."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from ingest.models import Chunk
+from ingest.services import document_delete, document_generation_activate
+from search.models import LexemeFrequency
+from tests.search.factories import add_chunks, make_collection, make_document
+
+pytestmark = pytest.mark.django_db
+
+
+def counted() -> dict[str, int]:
+    return dict(LexemeFrequency.objects.values_list("lexeme", "chunks"))
+
+
+def recounted() -> dict[str, int]:
+    """The frequencies counted afresh from the chunk table, as the table should hold them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT lexeme, count(*) FROM ingest_chunk, unnest(tsvector_to_array(search_vector)) AS lexeme"
+            " GROUP BY lexeme"
+        )
+        frequencies = dict(cursor.fetchall())
+    total = Chunk.objects.count()
+    return {**frequencies, LexemeFrequency.ALL_CHUNKS: total} if total else frequencies
+
+
+def test_written_chunks_are_counted_per_lexeme_and_in_all() -> None:
+    document = make_document()
+    add_chunks(document, "Parking permits for staff.", "Permits expire in June.", heading_path="Parking")
+
+    assert counted() == recounted()
+    assert counted()["permit"] == 2
+    assert counted()["park"] == 2  # the heading path counts, like in search_vector
+    assert counted()["june"] == 1
+    assert counted()[LexemeFrequency.ALL_CHUNKS] == 2
+
+
+def test_a_reingest_counts_the_new_generation_and_forgets_the_old() -> None:
+    document = make_document()
+    add_chunks(document, "Quokkas are welcome in the office.", "Bring your quokka on Fridays.")
+    Chunk.objects.bulk_create(
+        Chunk(
+            document=document,
+            collection_id=document.collection_id,
+            generation=2,
+            ordinal=ordinal,
+            text=text,
+            char_start=0,
+            char_end=len(text),
+            token_count=len(text.split()),
+        )
+        for ordinal, text in enumerate(["Quokkas are not allowed in the office."])
+    )
+    assert counted()["quokka"] == 3  # both generations, until the new one goes live
+
+    document_generation_activate(document=document, generation=2)
+
+    assert counted() == recounted()
+    assert counted()["quokka"] == 1
+    assert "friday" not in counted()
+
+
+def test_deleting_a_document_or_a_collection_uncounts_its_chunks() -> None:
+    kept, deleted = make_document(), make_document()
+    add_chunks(kept, "Mileage is paid monthly.")
+    add_chunks(deleted, "Mileage forms go to finance.", "Finance closes at five.")
+    other_collection = make_collection()
+    add_chunks(make_document(collection=other_collection), "Finance reviews mileage.")
+
+    document_delete(document=deleted)
+    assert counted() == recounted()
+    assert counted()["mileag"] == 2
+    assert counted()["financ"] == 1
+
+    other_collection.delete()
+    assert counted() == recounted()
+    assert counted()["mileag"] == 1
+    assert "financ" not in counted()
+    assert counted()[LexemeFrequency.ALL_CHUNKS] == 1
+
+
+def test_edited_text_is_recounted_and_other_updates_change_nothing() -> None:
+    document = make_document()
+    (chunk,) = add_chunks(document, "The canteen opens at eight.")
+    before = counted()
+
+    Chunk.objects.filter(id=chunk.id).update(page=3, embedding=[0.5] * len(chunk.embedding))
+    assert counted() == before
+
+    Chunk.objects.filter(id=chunk.id).update(text="The library opens at nine.")
+    assert counted() == recounted()
+    assert "canteen" not in counted()
+    assert counted()["librari"] == 1
+
+
+def test_emptying_the_chunk_table_empties_the_counts() -> None:
+    add_chunks(make_document(), "Printers are on every floor.")
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction defers foreign-key checks
+        cursor.execute("TRUNCATE ingest_chunk")
+
+    assert counted() == {}
