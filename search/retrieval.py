@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from ingest.models import Chunk, Document
+from search.models import LexemeFrequency
 
 Mode = Literal["keyword", "dense", "hybrid"]
 MODES: tuple[Mode, ...] = ("keyword", "dense", "hybrid")
@@ -36,6 +37,14 @@ DEFAULT_EF_SEARCH = 200
 TS_RANK_NORMALIZATION = 1
 # Lexemes in more than this fraction of chunks do not make a chunk a candidate on their own.
 COMMON_LEXEME_FREQUENCY = 0.1
+# Full text scores only chunks that could score well (see _keyword_cte): those holding one of the question's
+# rarest lexemes, taken rarest first while together they are held by at most this many chunks per candidate
+# wanted, ...
+KEYWORD_ROWS_PER_CANDIDATE = 10
+# ... or two of its next this many uncommon lexemes (two medium words can outscore one rare word).
+KEYWORD_PAIRED_LEXEMES = 3
+# At most this many chunks per candidate are scored, bounding the work for questions of common words only.
+KEYWORD_MAX_ROWS_PER_CANDIDATE = 20
 
 
 @dataclass(frozen=True)
@@ -87,50 +96,90 @@ def _keyword_cte() -> str:
     """Full-text candidates scored like BM25: per-lexeme ts_rank weighted by the lexeme's IDF.
 
     ts_rank and ts_rank_cd know nothing of how common a word is, so on long natural-language questions
-    "python" or "use" outweigh the one rare word that matters. The lexemes' document frequencies come from
-    PostgreSQL's own statistics of the column (pg_stats.most_common_elems, kept by ANALYZE); a lexeme missing
-    from that list is rarer than its least common entry. Questions are long, so the lexemes are ORed (an AND
-    of every term matches almost nothing); like Elasticsearch's common-terms query, lexemes in more than
-    COMMON_LEXEME_FREQUENCY of all chunks only add to the score of chunks that match a rarer one.
+    "python" or "use" outweigh the one rare word that matters. Document frequencies come from
+    `LexemeFrequency` (exact, kept by triggers); a lexeme no chunk holds is dropped. Every lexeme of the
+    question adds to the score, but scoring costs a heap visit per chunk, so only chunks that could score
+    well are scored (as in Elasticsearch's common-terms query and MaxScore): those holding one of the
+    rarest lexemes (rarest first while together they are held by at most KEYWORD_ROWS_PER_CANDIDATE chunks
+    per candidate wanted; the rarest always) or two of the next KEYWORD_PAIRED_LEXEMES. Lexemes in more
+    than COMMON_LEXEME_FREQUENCY of all chunks only add to the score. A short list is filled from the other
+    uncommon lexemes, an empty one from every lexeme. When even the rarest lexeme is held by more than
+    KEYWORD_MAX_ROWS_PER_CANDIDATE chunks per candidate, a chunk must hold the two rarest; at most that
+    many chunks per candidate are scored.
     """
     table = Chunk._meta.db_table
+    frequencies = LexemeFrequency._meta.db_table
+    budget = f"{KEYWORD_ROWS_PER_CANDIDATE} * %(candidates)s"
+    most = f"{KEYWORD_MAX_ROWS_PER_CANDIDATE} * %(candidates)s"
+    all_chunks = LexemeFrequency.ALL_CHUNKS
+    score = f"sum(lexemes.idf * ts_rank(matching.search_vector, lexemes.query, {TS_RANK_NORMALIZATION}))"
     return rf"""
-    lexeme_stats AS MATERIALIZED (
-        SELECT most_common_elems::text::text[] AS lexemes, most_common_elem_freqs AS freqs
-        FROM pg_stats
-        WHERE schemaname = current_schema() AND tablename = '{table}' AND attname = 'search_vector'
-    ),
-    terms AS MATERIALIZED (
-        SELECT query, COALESCE(df < {COMMON_LEXEME_FREQUENCY}, true) AS selective,
-               COALESCE(ln(1 + (1 - df) / df), 1.0) AS idf
+    lexemes AS MATERIALIZED (
+        SELECT query, chunks, ln(1 + (total - chunks + 0.5) / (chunks + 0.5)) AS idf, position, common,
+               position = 1 OR (NOT common AND chunks_through <= {budget}) AS alone
         FROM (
-            SELECT
-                ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query,
-                (SELECT COALESCE(s.freqs[array_position(s.lexemes, lexeme)],
-                                 s.freqs[cardinality(s.lexemes) + 1] / 2)
-                 FROM lexeme_stats s) AS df
-            FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
-        ) lexemes
+            SELECT query, chunks, total,
+                   row_number() OVER rarest_first AS position,
+                   sum(chunks) OVER rarest_first AS chunks_through,
+                   chunks > {COMMON_LEXEME_FREQUENCY} * total AS common
+            FROM (
+                SELECT
+                    ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query,
+                    lexeme, f.chunks::float8 AS chunks,
+                    (SELECT a.chunks FROM {frequencies} a WHERE a.lexeme = '{all_chunks}')::float8 AS total
+                FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
+                JOIN {frequencies} f USING (lexeme)
+            ) known
+            WINDOW rarest_first AS (ORDER BY chunks, lexeme)
+        ) counted
+    ),
+    paired AS MATERIALIZED (
+        SELECT query, position FROM lexemes WHERE NOT alone AND NOT common
+        ORDER BY position LIMIT {KEYWORD_PAIRED_LEXEMES}
     ),
     tsq AS MATERIALIZED (
-        SELECT COALESCE(
-            (SELECT string_agg(query::text, ' | ')::tsquery FROM terms WHERE selective),
-            (SELECT string_agg(query::text, ' | ')::tsquery FROM terms),
-            ''::tsquery
-        ) AS query
+        SELECT
+            CASE WHEN min(chunks) > {most} THEN string_agg(query::text, ' & ') FILTER (WHERE position <= 2)
+            ELSE concat_ws(' | ', string_agg(query::text, ' | ') FILTER (WHERE alone), (
+                SELECT string_agg('(' || a.query::text || ' & ' || b.query::text || ')', ' | ')
+                FROM paired a JOIN paired b ON a.position < b.position
+            )) END::tsquery AS selecting,
+            CASE WHEN min(chunks) <= {most} THEN
+                string_agg(query::text, ' | ') FILTER (WHERE NOT alone AND NOT common)
+            END::tsquery AS uncommon_rest,
+            string_agg(query::text, ' | ') FILTER (WHERE NOT alone)::tsquery AS rest
+        FROM lexemes
+    ),
+    selected AS MATERIALIZED (
+        SELECT c.id, c.search_vector
+        FROM {table} c, tsq
+        WHERE c.search_vector @@ tsq.selecting AND {_live_chunk_filter("c")}
+        LIMIT {most}
+    ),
+    filling AS MATERIALIZED (
+        SELECT tsq.selecting, CASE
+            WHEN NOT EXISTS (SELECT FROM selected) THEN tsq.rest
+            WHEN (SELECT count(*) FROM selected) < %(candidates)s THEN tsq.uncommon_rest
+        END AS query
+        FROM tsq
     ),
     keyword AS MATERIALIZED (
         SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
         FROM (
-            SELECT c.id, (
-                SELECT sum(terms.idf * ts_rank(c.search_vector, terms.query, {TS_RANK_NORMALIZATION}))
-                FROM terms
-            ) AS score
-            FROM {table} c, tsq
-            WHERE c.search_vector @@ tsq.query AND {_live_chunk_filter("c")}
-            ORDER BY score DESC, c.id
+            SELECT matching.id, (SELECT {score} FROM lexemes) AS score
+            FROM (
+                SELECT id, search_vector FROM selected
+                UNION ALL (
+                    SELECT c.id, c.search_vector
+                    FROM {table} c, filling
+                    WHERE c.search_vector @@ filling.query AND NOT c.search_vector @@ filling.selecting
+                        AND {_live_chunk_filter("c")}
+                    LIMIT {most}
+                )
+            ) matching
+            ORDER BY score DESC, matching.id
             LIMIT %(candidates)s
-        ) matching
+        ) scored
     )"""
 
 

@@ -282,7 +282,9 @@ def test_keyword_mode_matches_any_query_term_and_prefers_more_of_them() -> None:
     document = make_document(make_collection())
     one_term = add_chunk(document, "The canteen opens at eight.", basis(4))
     two_terms = add_chunk(document, "The canteen menu changes weekly.", basis(5))
-    add_chunk(document, "Unrelated text about printers.", basis(6))
+    # Enough other chunks that "canteen" is not a common word (in more than a tenth of them).
+    for i in range(20):
+        add_chunk(document, f"Unrelated text about printers, floor {i}.", basis(6))
 
     results = chunk_search(
         collection_ids=[document.collection_id],
@@ -308,14 +310,12 @@ def test_heading_path_counts_in_keyword_ranking() -> None:
 
 
 def test_keyword_ranking_weighs_rare_words_above_common_ones() -> None:
-    """Once ANALYZE has counted the lexemes, one rare query word beats many repetitions of a common one."""
+    """One rare query word beats many repetitions of a common one (counted as the chunks are written)."""
     document = make_document(make_collection())
     for i in range(60):
         add_chunk(document, f"The expense policy, section {i}.", basis(7))
     repeats_common = add_chunk(document, "Policy policy policy: the policy on policies.", basis(8))
     has_rare = add_chunk(document, "Quokkas may not be brought to the office.", basis(9))
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE ingest_chunk")
 
     results = chunk_search(
         collection_ids=[document.collection_id],
@@ -331,6 +331,31 @@ def test_keyword_ranking_weighs_rare_words_above_common_ones() -> None:
         collection_ids=[document.collection_id], query="policy", query_embedding=None, mode="keyword", k=3
     )
     assert only_common[0].chunk_id == repeats_common.id
+
+
+def test_keyword_scores_chunks_holding_two_medium_words_beside_those_holding_the_rarest() -> None:
+    """The rarest word fills the scoring budget, yet a chunk with two of the next words is scored too."""
+    document = make_document(make_collection())
+    for i in range(200):
+        add_chunk(document, f"Unrelated text about printers, floor {i}.", basis(6))
+    for i in range(12):
+        add_chunk(document, f"A zebra crossing, number {i}.", basis(7))
+    for i in range(15):
+        add_chunk(document, f"Apple pie, recipe {i}.", basis(8))
+        add_chunk(document, f"Mango season, week {i}.", basis(9))
+    both = add_chunk(document, "An apple and mango smoothie.", basis(10))
+
+    # k = candidates = 1: the rarest word ("zebra", 12 chunks) alone exceeds the budget of 10 chunks.
+    results = chunk_search(
+        collection_ids=[document.collection_id],
+        query="zebra apple mango",
+        query_embedding=None,
+        mode="keyword",
+        k=1,
+        candidates=1,
+    )
+
+    assert [r.chunk_id for r in results] == [both.id]
 
 
 def test_keyword_queries_with_quotes_and_backslashes_are_safe() -> None:
