@@ -82,6 +82,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The share of a request's deadline its expected queue wait may take. The rest is margin: for a rate
+# that drops after admission (other work on the machine), and for the answer to be written out.
+QUEUE_SHARE_OF_DEADLINE = 0.6
+
 # A retriever's model id is the name of its directory: no path separators, no leading dot.
 RETRIEVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -188,7 +192,9 @@ class ShedLoadMiddleware:
         if scope["type"] == "http" and scope["path"] == "/v1/embeddings" and scope["method"] == "POST":
             state: ServiceState | None = getattr(scope["app"].state, "service", None)
             batcher = state.batcher if state is not None else None
-            within_s = 0.8 * state.settings.request_timeout_s if state is not None else 0.0
+            within_s = (
+                QUEUE_SHARE_OF_DEADLINE * state.settings.request_timeout_s if state is not None else 0.0
+            )
             if state is not None and batcher is not None and not batcher.has_room(1, within_s=within_s):
                 state.metrics.rejections.labels("/v1/embeddings", "queue_full").inc()
                 await error_response(queue_full(batcher.retry_after(1)))(scope, receive, send)
@@ -561,8 +567,7 @@ async def embed(
     for index, text in enumerate(texts):
         if not text:
             raise ApiError(400, f"input[{index}] is an empty string.", param="input", code="empty_input")
-    # Most of the time left, not all: the answer still has to be serialised and sent.
-    within_s = 0.8 * (deadline - asyncio.get_running_loop().time())
+    within_s = QUEUE_SHARE_OF_DEADLINE * (deadline - asyncio.get_running_loop().time())
     if not batcher.has_room(len(texts), within_s=within_s):
         # Refuse before tokenising: overload must cost as little as possible.
         raise queue_full(batcher.retry_after(len(texts)))
