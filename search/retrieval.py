@@ -103,9 +103,9 @@ def _keyword_cte() -> str:
     rarest lexemes (rarest first while together they are held by at most KEYWORD_ROWS_PER_CANDIDATE chunks
     per candidate wanted; the rarest always) or two of the next KEYWORD_PAIRED_LEXEMES. Lexemes in more
     than COMMON_LEXEME_FREQUENCY of all chunks only add to the score. A short list is filled from the other
-    uncommon lexemes, an empty one from every lexeme. When even the rarest lexeme is held by more than
-    KEYWORD_MAX_ROWS_PER_CANDIDATE chunks per candidate, a chunk must hold the two rarest; at most that
-    many chunks per candidate are scored.
+    uncommon lexemes, an empty one from every lexeme. At most KEYWORD_MAX_ROWS_PER_CANDIDATE chunks per
+    candidate are scored, those holding a rare lexeme before those holding a pair; when even the rarest
+    lexeme is held by more, a chunk must hold the two rarest.
     """
     table = Chunk._meta.db_table
     frequencies = LexemeFrequency._meta.db_table
@@ -140,24 +140,35 @@ def _keyword_cte() -> str:
     tsq AS MATERIALIZED (
         SELECT
             CASE WHEN min(chunks) > {most} THEN string_agg(query::text, ' & ') FILTER (WHERE position <= 2)
-            ELSE concat_ws(' | ', string_agg(query::text, ' | ') FILTER (WHERE alone), (
+            ELSE string_agg(query::text, ' | ') FILTER (WHERE alone) END::tsquery AS single,
+            (
                 SELECT string_agg('(' || a.query::text || ' & ' || b.query::text || ')', ' | ')
                 FROM paired a JOIN paired b ON a.position < b.position
-            )) END::tsquery AS selecting,
+            )::tsquery AS pairs,
             CASE WHEN min(chunks) <= {most} THEN
                 string_agg(query::text, ' | ') FILTER (WHERE NOT alone AND NOT common)
             END::tsquery AS uncommon_rest,
             string_agg(query::text, ' | ') FILTER (WHERE NOT alone)::tsquery AS rest
         FROM lexemes
     ),
-    selected AS MATERIALIZED (
+    selected_alone AS MATERIALIZED (
         SELECT c.id, c.search_vector
         FROM {table} c, tsq
-        WHERE c.search_vector @@ tsq.selecting AND {_live_chunk_filter("c")}
+        WHERE c.search_vector @@ tsq.single AND {_live_chunk_filter("c")}
         LIMIT {most}
     ),
+    selected AS MATERIALIZED (
+        SELECT id, search_vector FROM selected_alone
+        UNION ALL (
+            SELECT c.id, c.search_vector
+            FROM {table} c, tsq
+            WHERE c.search_vector @@ tsq.pairs AND NOT c.search_vector @@ tsq.single
+                AND {_live_chunk_filter("c")}
+            LIMIT greatest({most} - (SELECT count(*) FROM selected_alone), 0)
+        )
+    ),
     filling AS MATERIALIZED (
-        SELECT tsq.selecting, CASE
+        SELECT tsq.single || COALESCE(tsq.pairs, tsq.single) AS selecting, CASE
             WHEN NOT EXISTS (SELECT FROM selected) THEN tsq.rest
             WHEN (SELECT count(*) FROM selected) < %(candidates)s THEN tsq.uncommon_rest
         END AS query
