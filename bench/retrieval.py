@@ -215,6 +215,7 @@ def load(
             cursor.execute(hnsw if name == "chunk_embedding_hnsw" else definition)
             timings[f"{name}_build_s"] = round(time.monotonic() - started, 1)
         cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute(f"VACUUM ANALYZE {Document._meta.db_table}")
     timings["hnsw_index"] = hnsw.split(" USING ", 1)[1]
     return timings
 

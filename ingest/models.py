@@ -60,6 +60,11 @@ class Document(models.Model):
                 fields=["collection", "sha256"], name="document_unique_content_per_collection"
             )
         ]
+        indexes = [
+            # Retrieval checks each candidate chunk's generation against its document's: with this index
+            # that lookup is an index-only scan (hybrid p50 about 7% lower at 100k chunks, docs/retrieval.md).
+            models.Index(fields=["id"], include=["generation"], name="document_live_generation"),
+        ]
 
     def __str__(self) -> str:
         return self.title or self.original_name
