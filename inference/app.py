@@ -398,23 +398,11 @@ async def embedder_for(state: ServiceState, model_id: str, *, deadline: float) -
         # Shielded: a caller that gives up does not cancel a load the next caller will want.
         return await asyncio.wait_for(asyncio.shield(load), timeout=max(remaining, 0.001))
     except TimeoutError:
-        raise ApiError(
-            503,
-            f"The model {model_id!r} is loading.",
-            error_type="service_unavailable",
-            code="not_ready",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise model_not_ready(f"The model {model_id!r} is loading.") from None
     except Exception as exc:
         state.retriever_loads.pop(model_id, None)  # the next request tries again
         logger.exception("loading the retriever %s failed", model_id)
-        raise ApiError(
-            503,
-            f"The model {model_id!r} failed to load: {type(exc).__name__}: {exc}",
-            error_type="service_unavailable",
-            code="not_ready",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise model_not_ready(f"The model {model_id!r} failed to load: {type(exc).__name__}: {exc}") from None
 
 
 def warm_up(embedder: EncoderProcess, batch_size: int) -> float:
@@ -523,12 +511,16 @@ def install_routes(app: FastAPI) -> None:
             raise
 
 
-def not_ready(state: ServiceState) -> ApiError:
-    message = (
-        f"The models failed to load: {state.load_error}" if state.load_error else "The models are loading."
-    )
+def model_not_ready(message: str) -> ApiError:
+    """503 with Retry-After: a model is loading or failed to load."""
     return ApiError(
         503, message, error_type="service_unavailable", code="not_ready", headers={"Retry-After": "5"}
+    )
+
+
+def not_ready(state: ServiceState) -> ApiError:
+    return model_not_ready(
+        f"The models failed to load: {state.load_error}" if state.load_error else "The models are loading."
     )
 
 
