@@ -133,7 +133,8 @@ RECORD_ANSWER_TEXTS = """() => {
   const root = document.querySelector("ragsite-widget").shadowRoot;
   const seen = [];
   new MutationObserver(() => {
-    const answer = root.querySelector(".a");
+    const all = root.querySelectorAll(".a");
+    const answer = all[all.length - 1];
     if (answer && seen[seen.length - 1] !== answer.textContent) seen.push(answer.textContent);
   }).observe(root, {subtree: true, childList: true, characterData: true});
   return seen;
