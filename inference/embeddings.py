@@ -1,13 +1,10 @@
-"""The sentence-transformers embedding model: loading, token counting and batch encoding."""
+"""The sentence-transformers embedding model: loading and batch encoding (in the encoder process)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
-from tokenizers import Tokenizer
 
 
 class EmbeddingModel:
@@ -17,17 +14,8 @@ class EmbeddingModel:
         self.model_id = model_id
         self._model = SentenceTransformer(path, device="cpu")
         self._model.eval()
-        # A tokenizer of its own: the model's is in use on the encode thread, and a fast
-        # tokenizer shared across threads fails with "Already borrowed".
-        self._counter = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
-        self._counter.no_truncation()
-        self._counter.no_padding()
         self.max_tokens: int = int(self._model.max_seq_length or 256)
         self.dimensions: int = int(self._model.get_embedding_dimension() or 0)
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Tokens per text as the model sees them, special tokens included, before truncation."""
-        return [len(self._counter.encode(text, add_special_tokens=True).ids) for text in texts]
 
     def encode(self, texts: list[str], *, pass_size: int | None = None) -> np.ndarray:
         """Normalised float32 vectors for `texts`; inputs past max_tokens are cut.
