@@ -206,10 +206,8 @@ def _parser_for(kind: str) -> Callable[..., ParsedDocument]:
     }[kind]
 
 
-def parse(data: bytes, *, filename: str, limits: Limits | None = None) -> ParsedDocument:
-    """Parse a file of any supported format into titled sections; raises ParseError with a useful message."""
-    kind = detect_format(data)
-    parsed = _parser_for(kind)(data, filename=filename, limits=limits or Limits())
+def _parse_as(kind: str, data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
+    parsed = _parser_for(kind)(data, filename=filename, limits=limits)
     parsed.content_type = MIME_TYPES[kind]
     parsed.title = re.sub(r"\s+", " ", parsed.title).strip()[:500] or title_from_filename(filename)
     parsed.sections = [
@@ -217,6 +215,18 @@ def parse(data: bytes, *, filename: str, limits: Limits | None = None) -> Parsed
         for s in parsed.sections
         if s.text.strip()
     ]
+    return parsed
+
+
+def parse(data: bytes, *, filename: str, limits: Limits | None = None) -> ParsedDocument:
+    """Parse a file of any supported format into titled sections; raises ParseError with a useful message."""
+    kind = detect_format(data)
+    limits = limits or Limits()
+    parsed = _parse_as(kind, data, filename=filename, limits=limits)
+    if not parsed.sections and kind == "markdown":
+        # Text that only looked like Markdown: a file of headings alone, or one long line that opens with
+        # "# " (a comment, a hashtag). Its words are the content; they are not lost.
+        parsed = _parse_as("text", data, filename=filename, limits=limits)
     if not parsed.sections:
         raise ParseError(
             "No text could be extracted from the file. If it is a scanned document or images of text, "

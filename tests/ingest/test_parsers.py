@@ -69,6 +69,14 @@ def test_markdown_headings_nest_and_code_fences_are_not_headings() -> None:
     ]
 
 
+def test_text_that_only_looks_like_markdown_keeps_its_words() -> None:
+    # One long line opening with "# " (a code comment) would be a lone heading with no body.
+    data = b"# Register an instance; all its methods are published. class MyFuncs: def mul(self, x, y): ..."
+    parsed = parse(data, filename="xmlrpc.txt")
+    assert parsed.content_type == "text/plain"
+    assert parsed.text == data.decode()
+
+
 def test_plain_text_takes_its_first_line_as_title() -> None:
     parsed = parse(b"Office FAQ\n\nWhere is the kitchen?\nOn the 2nd floor.\n", filename="faq.md")
     assert parsed.content_type == "text/plain"
