@@ -86,5 +86,11 @@ def main(command: list[str]) -> int:
                 process.wait()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # A plain SIGTERM would end this process without its `finally`, leaving the inference API running.
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main(sys.argv[1:]))
