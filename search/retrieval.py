@@ -1,4 +1,4 @@
-"""The retrieval SQL: dense (pgvector HNSW) and full-text candidates fused by reciprocal rank fusion.
+"""The retrieval SQL: dense (pgvector HNSW) and full-text candidates fused by a weighted sum of their scores.
 
 Everything happens in one statement so that the permission filter (`collection_id = ANY(...)`) and the
 live-generation filter sit inside each candidate scan, never after it.
@@ -21,12 +21,13 @@ MODES: tuple[Mode, ...] = ("keyword", "dense", "hybrid")
 # The vector slots of a chunk (retrievers.models.SLOT_COLUMNS); the active retriever says which one is read.
 EMBEDDING_COLUMNS = ("embedding", "embedding_b")
 
-# Cormack, Clarke & Buettcher (SIGIR 2009): k=60 damps the influence of the very top ranks so that a
-# passage ranked well by both retrievers beats one ranked first by only one of them.
-DEFAULT_RRF_K = 60
-# Full text is the weaker ranker on natural-language questions and is there to rescue exact names and rare
-# words: its votes count half (docs/retrieval.md has the evaluation).
-KEYWORD_WEIGHT = 0.5
+# Hybrid fusion is a convex combination of the two scores, each normalised over its own candidates:
+# similarity min-max over the dense candidates, the full-text score divided by the best one (its floor is
+# 0). Score fusion keeps how far apart candidates are, which rank fusion (RRF) throws away; with one
+# ranker much weaker than the other, RRF's votes let the weak one's noise in (Bruch, Gai & Ingber, "An
+# Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023). The weight of the dense side is
+# Weaviate's default hybrid alpha, not fitted here; docs/retrieval.md has the evaluation of both fusions.
+DEFAULT_DENSE_WEIGHT = 0.75
 # Each retriever contributes this many candidates (at least k) to the fusion.
 DEFAULT_CANDIDATES = 50
 # The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
@@ -207,26 +208,34 @@ def _ranked_cte(mode: Mode, column: str) -> str:
         SELECT id, NULL::bigint AS dense_rank, rank AS keyword_rank, score
         FROM keyword ORDER BY rank LIMIT %(k)s
     )"""
-    # Every candidate of either list gets a dense rank (its exact distance is at hand), so a passage found
-    # only by its words is not ranked as if it had no similarity at all; a passage that matched no query
-    # word shares the rank after the last keyword match. keyword_rank stays NULL for those, as callers read
-    # it as "matched a word of the question".
+    # Every candidate of either list gets its exact similarity and a dense rank, so a passage found only by
+    # its words is not scored as if it had no similarity at all. keyword_rank stays NULL for a passage that
+    # matched no word of the question, as callers read it as "matched a word of the question".
     return f"""
     fused AS (
         SELECT
             candidates.id,
+            1 - (c.{column} <=> %(embedding)s::vector) AS similarity,
             row_number() OVER (ORDER BY c.{column} <=> %(embedding)s::vector, candidates.id) AS dense_rank,
-            keyword.rank AS keyword_rank
+            keyword.rank AS keyword_rank,
+            keyword.score AS keyword_score
         FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
         JOIN {Chunk._meta.db_table} c ON c.id = candidates.id
         LEFT JOIN keyword ON keyword.id = candidates.id
     ),
+    bounds AS (
+        SELECT 1 - max(distance) AS low, 1 - min(distance) AS high,
+            (SELECT max(score) FROM keyword) AS keyword_high
+        FROM dense
+    ),
     ranked AS (
         SELECT id, dense_rank, keyword_rank,
-            1.0 / (%(rrf_k)s + dense_rank)
-                + {KEYWORD_WEIGHT} / (%(rrf_k)s + COALESCE(keyword_rank, (SELECT count(*) FROM keyword) + 1))
-                AS score
-        FROM fused
+            %(dense_weight)s * CASE
+                WHEN high > low THEN LEAST(GREATEST((similarity - low) / (high - low), 0), 1)
+                WHEN similarity >= low THEN 1 ELSE 0
+            END
+            + (1 - %(dense_weight)s) * COALESCE(keyword_score / NULLIF(keyword_high, 0), 0) AS score
+        FROM fused, bounds
         ORDER BY score DESC, dense_rank, id
         LIMIT %(k)s
     )"""
@@ -262,7 +271,7 @@ def run_search(
     query_embedding: Sequence[float] | None,
     k: int,
     mode: Mode,
-    rrf_k: int,
+    dense_weight: float,
     candidates: int,
     ef_search: int,
     embedding_column: str = "embedding",
@@ -273,7 +282,7 @@ def run_search(
         "query": query,
         "embedding": vector_literal(query_embedding) if query_embedding is not None else None,
         "k": k,
-        "rrf_k": rrf_k,
+        "dense_weight": dense_weight,
         "candidates": candidates,
     }
     ef = min(max(ef_search, candidates), 1000)

@@ -13,8 +13,8 @@ from ingest.models import Chunk, Collection
 from search.models import Feedback
 from search.retrieval import (
     DEFAULT_CANDIDATES,
+    DEFAULT_DENSE_WEIGHT,
     DEFAULT_EF_SEARCH,
-    DEFAULT_RRF_K,
     MODES,
     Mode,
     RetrievedChunk,
@@ -47,7 +47,7 @@ def chunk_search(
     query_embedding: Sequence[float] | None,
     k: int = 10,
     mode: str = "hybrid",
-    rrf_k: int = DEFAULT_RRF_K,
+    dense_weight: float = DEFAULT_DENSE_WEIGHT,
     candidates: int = DEFAULT_CANDIDATES,
     ef_search: int = DEFAULT_EF_SEARCH,
     embedding_column: str = "embedding",
@@ -62,8 +62,8 @@ def chunk_search(
         raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}")
     if k < 1:
         raise ValueError("k must be at least 1")
-    if rrf_k < 0:
-        raise ValueError("rrf_k must not be negative")
+    if not 0 <= dense_weight <= 1:
+        raise ValueError("dense_weight must be between 0 and 1")
     if mode != "keyword" and query_embedding is None:
         raise ValueError(f"{mode} retrieval needs the query's embedding")
     if not collection_ids:
@@ -75,7 +75,7 @@ def chunk_search(
         query_embedding=query_embedding,
         k=k,
         mode=search_mode,
-        rrf_k=rrf_k,
+        dense_weight=dense_weight,
         candidates=candidates,
         ef_search=ef_search,
         embedding_column=embedding_column,

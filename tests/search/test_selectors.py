@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -253,29 +254,56 @@ def test_a_selective_collection_filter_still_returns_k_rows() -> None:
 # Modes and fusion
 
 
-def test_hybrid_fuses_by_reciprocal_rank() -> None:
+def test_hybrid_is_a_weighted_sum_of_normalised_dense_and_keyword_scores() -> None:
     document = make_document(make_collection(), title="Handbook")
     both = add_chunk(document, "parking permits for staff", basis(2, 0.2))
     dense_only = add_chunk(document, "where to leave your car", basis(2, 0.05))
     keyword_only = add_chunk(document, "parking permits parking permits", basis(3))
+    search = partial(
+        chunk_search,
+        collection_ids=[document.collection_id],
+        query="parking permits",
+        query_embedding=basis(2),
+    )
+    similarity = {r.chunk_id: r.score for r in search(mode="dense")}
+    keyword_score = {r.chunk_id: r.score for r in search(mode="keyword")}
 
-    results = chunk_search(
+    results = search(mode="hybrid")
+
+    # Similarity is min-max normalised over the dense candidates, the full-text score divided by the best
+    # one; the dense side weighs DEFAULT_DENSE_WEIGHT = 0.75.
+    low, high = min(similarity.values()), max(similarity.values())
+    expected = {
+        chunk_id: 0.75 * (similarity[chunk_id] - low) / (high - low)
+        + 0.25 * keyword_score.get(chunk_id, 0.0) / max(keyword_score.values())
+        for chunk_id in similarity
+    }
+    assert {r.chunk_id: r.score for r in results} == pytest.approx(expected)
+    assert [r.chunk_id for r in results] == sorted(expected, key=lambda chunk_id: -expected[chunk_id])
+    # Every candidate has a dense rank; keyword_rank is NULL for one that matched no query word.
+    ranks = {r.chunk_id: (r.dense_rank, r.keyword_rank) for r in results}
+    assert ranks[dense_only.id] == (1, None)
+    assert ranks[both.id][0] == 2 and ranks[keyword_only.id][0] == 3
+    assert ranks[keyword_only.id][1] == 1 and ranks[both.id][1] == 2
+    assert results[0].document_title == "Handbook"
+
+
+def test_hybrid_dense_weight_moves_between_keyword_and_dense_order() -> None:
+    document = make_document(make_collection())
+    dense_only = add_chunk(document, "where to leave your car", basis(2, 0.05))
+    keyword_only = add_chunk(document, "parking permits parking permits", basis(3))
+    search = partial(
+        chunk_search,
         collection_ids=[document.collection_id],
         query="parking permits",
         query_embedding=basis(2),
         mode="hybrid",
-        rrf_k=60,
     )
 
-    ranks = {r.chunk_id: (r.dense_rank, r.keyword_rank) for r in results}
-    assert ranks == {both.id: (2, 2), dense_only.id: (1, None), keyword_only.id: (3, 1)}
-    # Every candidate has a dense rank; one matching no query word shares the rank after the last keyword
-    # match (3 here); full-text votes count KEYWORD_WEIGHT = 0.5.
-    assert [r.score for r in results] == pytest.approx(
-        [1 / 61 + 0.5 / 63, 1 / 62 + 0.5 / 62, 1 / 63 + 0.5 / 61]
-    )
-    assert [r.chunk_id for r in results] == [dense_only.id, both.id, keyword_only.id]
-    assert results[0].document_title == "Handbook"
+    assert [r.chunk_id for r in search(dense_weight=1.0)] == [dense_only.id, keyword_only.id]
+    assert [r.chunk_id for r in search(dense_weight=0.0)] == [keyword_only.id, dense_only.id]
+    with pytest.raises(ValueError, match="dense_weight"):
+        search(dense_weight=1.5)
 
 
 def test_keyword_mode_matches_any_query_term_and_prefers_more_of_them() -> None:
