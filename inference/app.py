@@ -314,6 +314,7 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
             settings.embedding_model_path,
             model_id=settings.embedding_model_id,
             torch_threads=settings.torch_threads,
+            packed=settings.embedding_packed,
         )
         rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
         engine = make_chat_engine(settings)
@@ -363,7 +364,11 @@ def retriever_ids(settings: Settings) -> list[str]:
 async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
     path = str(Path(state.settings.retrievers_dir) / model_id)
     model = await asyncio.to_thread(
-        EncoderProcess, path, model_id=model_id, torch_threads=state.settings.torch_threads
+        EncoderProcess,
+        path,
+        model_id=model_id,
+        torch_threads=state.settings.torch_threads,
+        packed=state.settings.embedding_packed,
     )
     rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
     loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))

@@ -28,6 +28,17 @@ def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
 def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -66,6 +77,8 @@ class Settings:
     embedding_model_path: str = field(default_factory=_default_embedding_model_path)
     # Registered retrievers: one sentence-transformers directory per model id, loaded on first use.
     retrievers_dir: str = field(default_factory=_default_retrievers_dir)
+    # Encode BERT-family batches on packed tokens, without padding (inference.embeddings.PackedBert).
+    embedding_packed: bool = True
     embedding_max_batch_size: int = 64
     embedding_max_wait_ms: float = 5.0
     embedding_max_batch_tokens: int = 16384
@@ -94,6 +107,7 @@ class Settings:
             embedding_model_id=_env_str("INFERENCE_EMBEDDING_MODEL_ID", "all-MiniLM-L6-v2"),
             embedding_model_path=model_path or _default_embedding_model_path(),
             retrievers_dir=_env_str("RAGSITE_RETRIEVERS_DIR", _default_retrievers_dir()),
+            embedding_packed=_env_bool("INFERENCE_EMBEDDING_PACKED", True),
             embedding_max_batch_size=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", 64, minimum=1),
             embedding_max_wait_ms=_env_float("INFERENCE_EMBEDDING_MAX_WAIT_MS", 5.0),
             embedding_max_batch_tokens=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_TOKENS", 16384, minimum=256),

@@ -24,6 +24,9 @@ def test_settings_are_read_from_the_environment_with_casts(monkeypatch: pytest.M
     assert settings.host == "127.0.0.1"
     assert settings.embedding_model_path == "/models/minilm"
     assert settings.torch_threads == 1
+    assert settings.embedding_packed is True
+    monkeypatch.setenv("INFERENCE_EMBEDDING_PACKED", "off")
+    assert Settings.from_env().embedding_packed is False
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,7 @@ def test_settings_are_read_from_the_environment_with_casts(monkeypatch: pytest.M
         ("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", "0"),
         ("INFERENCE_REQUEST_TIMEOUT_S", "-1"),
         ("INFERENCE_CHAT_ENGINE", "gpt"),
+        ("INFERENCE_EMBEDDING_PACKED", "maybe"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(
