@@ -6,6 +6,7 @@ adding a module and a line to `_detect_format`.
 
 from __future__ import annotations
 
+import importlib
 import re
 import zipfile
 from collections.abc import Callable
@@ -191,19 +192,23 @@ def detect_format(data: bytes) -> str:
     return _text_kind(decode_text(data[:65536]))
 
 
-def _parser_for(kind: str) -> Callable[..., ParsedDocument]:
-    from . import csv, docx, html, markdown, pdf, pptx, text, xlsx
+# Each format's parser module, imported on first use: together they pull in pypdf, python-docx, openpyxl,
+# python-pptx and lxml, about a second of imports that a process reading only text need not pay.
+_PARSER_MODULES = ("pdf", "docx", "xlsx", "pptx", "html", "markdown", "csv", "text")
 
-    return {
-        "pdf": pdf.parse,
-        "docx": docx.parse,
-        "xlsx": xlsx.parse,
-        "pptx": pptx.parse,
-        "html": html.parse,
-        "markdown": markdown.parse,
-        "csv": csv.parse,
-        "text": text.parse,
-    }[kind]
+
+def _parser_for(kind: str) -> Callable[..., ParsedDocument]:
+    if kind not in _PARSER_MODULES:
+        raise KeyError(kind)
+    module = importlib.import_module(f"{__name__}.{kind}")
+    parse_format: Callable[..., ParsedDocument] = module.parse
+    return parse_format
+
+
+def parsers_preload() -> None:
+    """Import every format's parser now (a Celery worker does so before it forks its pool processes)."""
+    for kind in _PARSER_MODULES:
+        _parser_for(kind)
 
 
 def _parse_as(kind: str, data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:

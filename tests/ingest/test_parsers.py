@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ingest.parsers import Limits, ParseError, detect_format, parse
 from tests.ingest import files
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pdf_has_one_section_per_page_with_its_number() -> None:
@@ -172,3 +178,19 @@ def test_zip_that_is_not_an_office_file_is_refused() -> None:
         archive.writestr("notes.txt", "hello")
     with pytest.raises(ParseError, match="ZIP archive, not a document"):
         parse(out.getvalue(), filename="notes.docx")
+
+
+def test_a_format_parser_is_imported_on_first_use_and_a_worker_can_preload_them_all() -> None:
+    # In a fresh interpreter: pypdf and python-docx cost about a second of imports a text file need not pay.
+    script = (
+        "import sys\n"
+        "from ingest.parsers import parse, parsers_preload\n"
+        "parse(b'Notes\\n\\nplain text', filename='notes.txt')\n"
+        "print('pypdf' in sys.modules, 'docx' in sys.modules)\n"
+        "parsers_preload()\n"
+        "print('pypdf' in sys.modules, 'docx' in sys.modules)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert completed.stdout.split("\n")[:2] == ["False False", "True True"]
