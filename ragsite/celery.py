@@ -1,16 +1,20 @@
 import os
+import shutil
 import tempfile
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
 
 # Tasks run in the prefork pool's child processes, so their metrics must be gathered across processes: the
 # multiprocess mode of prometheus_client, which needs its directory set before the library is first imported.
+# A directory made here is this worker's alone, and is removed when it shuts down.
+_OWN_METRICS_DIR: str | None = None
 if os.environ.get("RAGSITE_WORKER_METRICS_PORT") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ragsite-worker-metrics-")
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="ragsite-worker-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
 
 app = Celery("ragsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -28,3 +32,10 @@ def preload_parsers(**kwargs: Any) -> None:
     from ingest.parsers import parsers_preload
 
     parsers_preload()
+
+
+@worker_shutdown.connect
+def remove_own_metrics_dir(**kwargs: Any) -> None:
+    """Sent once the pool has stopped: the per-process metric files are no longer read or written."""
+    if _OWN_METRICS_DIR is not None:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
