@@ -181,7 +181,9 @@ def test_evaluate_keep_reuses_the_loaded_corpus(tmp_path: Path, use_embeddings: 
     assert Document.objects.filter(status=Document.Status.READY).count() == 4  # the empty entry failed
     third = evaluate("--dataset", dataset, "--mode", "dense", "--reload")
     assert third["corpus_reused"] is False
-    assert third["ndcg_at_10"] == first["ndcg_at_10"]
+    # Seen once in a full run (0.3333 against 1.0; not reproduced in dozens of runs since): say what loaded.
+    loaded = list(Document.objects.values_list("original_name", "status", "generation", "error"))
+    assert third["ndcg_at_10"] == first["ndcg_at_10"], (loaded, Chunk.objects.count(), first, third)
 
 
 def test_evaluate_refuses_a_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
