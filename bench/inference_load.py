@@ -7,6 +7,8 @@ Runs from .venv-inference (`make bench-inference`). In one run it measures, with
 - the model's ceiling: batched `encode` in this process, no HTTP (`ceiling_throughput`),
 - infinity-emb serving the same model directory from .venv-infinity (`infinity_throughput`).
 
+The texts are the development set's questions by default (`--workload questions`: what the 10,000 people
+asking send, one question per request), or synthetic strings of 8 to 40 words (`--workload sentences`).
 Each load phase opens `--concurrency` connections at once; every client sends one input per request for
 `--duration` seconds, honouring Retry-After (with jitter) after a 429, and stops by itself. Throughput is
 embeddings answered 200 per second of the phase, drain included. The last line printed is one JSON object.
@@ -84,10 +86,26 @@ WORDS = [
 ]
 
 
+# The questions of the development set: what people asking send, one question per request (3 to 20 words,
+# 9 on average). Ten thousand concurrent users of this product are people asking; ingestion sends its
+# chunks in batches from a few workers, not one connection per text.
+QUESTIONS = ROOT.parent / "shared" / "eval" / "python-faq" / "queries.jsonl"
+
+
 def make_texts(count: int, *, seed: int = 7) -> list[str]:
-    """Sentences of 8 to 40 words, deterministic, so every target embeds the same inputs."""
+    """Synthetic strings of 8 to 40 words, deterministic, so every target embeds the same inputs."""
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))) for _ in range(count)]
+
+
+def question_texts(count: int, *, seed: int = 7) -> list[str]:
+    """`count` questions drawn from the development set's, deterministic."""
+    if not QUESTIONS.is_file():
+        raise SystemExit(f"{QUESTIONS} is missing: run with --workload sentences instead")
+    with QUESTIONS.open(encoding="utf-8") as handle:
+        questions = [json.loads(line)["text"] for line in handle if line.strip()]
+    rng = random.Random(seed)
+    return [rng.choice(questions) for _ in range(count)]
 
 
 def raise_open_file_limit() -> int:
@@ -402,6 +420,13 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=16384)
     parser.add_argument("--texts", type=int, default=4096)
     parser.add_argument(
+        "--workload",
+        choices=("questions", "sentences"),
+        default="questions",
+        help="questions: the development set's questions (what people asking send); "
+        "sentences: synthetic strings of 8 to 40 words",
+    )
+    parser.add_argument(
         "--load-niceness",
         type=int,
         default=10,
@@ -414,7 +439,7 @@ def main() -> None:
     open_files = raise_open_file_limit()
     if open_files < args.concurrency + 256:
         print(f"warning: RLIMIT_NOFILE is {open_files}, below the concurrency", file=sys.stderr)
-    texts = make_texts(args.texts)
+    texts = question_texts(args.texts) if args.workload == "questions" else make_texts(args.texts)
     service_env = {
         "INFERENCE_TORCH_THREADS": str(args.torch_threads),
         "INFERENCE_EMBEDDING_MAX_WAIT_MS": str(args.max_wait_ms),
