@@ -44,16 +44,22 @@ def start_embeddings_api(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the inference API exited with {process.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the inference API was not ready after 600 s; see {log_path}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the inference API exited with {process.returncode}; see {log_path}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"the inference API was not ready after 600 s; see {log_path}")
+    except BaseException:  # not ready, or stopped (SIGTERM) while it loaded: it must not outlive us
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        raise
 
 
 def main(command: list[str]) -> int:
@@ -62,13 +68,13 @@ def main(command: list[str]) -> int:
         return 2
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("BENCH_SETTINGS", "ragsite.settings.test")}
     process = None
-    if not env.get("INFERENCE_URL"):
-        log_dir = ROOT / ".data" / "bench-logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = Path(tempfile.mkstemp(prefix="inference-", suffix=".log", dir=log_dir)[1])
-        print(f"starting the inference API (log: {log_path})", file=sys.stderr, flush=True)
-        process, env["INFERENCE_URL"] = start_embeddings_api(log_path)
     try:
+        if not env.get("INFERENCE_URL"):
+            log_dir = ROOT / ".data" / "bench-logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = Path(tempfile.mkstemp(prefix="inference-", suffix=".log", dir=log_dir)[1])
+            print(f"starting the inference API (log: {log_path})", file=sys.stderr, flush=True)
+            process, env["INFERENCE_URL"] = start_embeddings_api(log_path)
         subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input", "-v", "0"],
             env=env,
@@ -77,6 +83,7 @@ def main(command: list[str]) -> int:
         )
         return subprocess.call(command, env=env, cwd=ROOT)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:

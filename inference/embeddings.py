@@ -51,8 +51,7 @@ class EmbeddingModel:
 
 
 class PackedBert:
-    """A BERT encoder run on packed tokens, then mean-pooled and normalised: Transformer, Pooling(mean),
-    Normalize, exactly the modules of all-MiniLM-L6-v2's directory."""
+    """A BERT encoder on packed tokens, mean-pooled and normalised (all-MiniLM-L6-v2's three modules)."""
 
     def __init__(self, model: SentenceTransformer, bert: Any) -> None:
         self._model = model
@@ -68,18 +67,25 @@ class PackedBert:
             return None
         if getattr(modules[1], "pooling_mode", None) != "mean" or not hasattr(model, "preprocess"):
             return None
+        # Prompts prepended to inputs, and truncated output dimensions, are applied by encode() alone.
+        prompts = getattr(model, "prompts", None) or {}
+        if any(prompts.values()) or getattr(model, "truncate_dim", None):
+            return None
         bert = getattr(modules[0], "auto_model", None)
         config = getattr(bert, "config", None)
         if (
-            config is None
+            bert is None
+            or config is None
             or getattr(config, "model_type", None) != "bert"
             or getattr(config, "position_embedding_type", "absolute") != "absolute"
             or getattr(config, "hidden_act", None) not in ("gelu", "gelu_new", "relu")
             or config.hidden_size % config.num_attention_heads
+            or any(parameter.dtype != torch.float32 for parameter in bert.parameters())
         ):
             return None
         return cls(model, bert)
 
+    @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._hidden), dtype=np.float32)

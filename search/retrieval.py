@@ -208,9 +208,10 @@ def _ranked_cte(mode: Mode, column: str) -> str:
         SELECT id, NULL::bigint AS dense_rank, rank AS keyword_rank, score
         FROM keyword ORDER BY rank LIMIT %(k)s
     )"""
-    # Every candidate of either list gets its exact similarity and a dense rank, so a passage found only by
-    # its words is not scored as if it had no similarity at all. keyword_rank stays NULL for a passage that
-    # matched no word of the question, as callers read it as "matched a word of the question".
+    # Every candidate of either list gets its exact dense rank. A passage found only by its words lies below
+    # the last dense candidate (`low`), so its dense share is 0, unless the approximate HNSW scan missed it.
+    # keyword_rank stays NULL for a passage that matched no word of the question, as callers read it as
+    # "matched a word of the question".
     return f"""
     fused AS (
         SELECT

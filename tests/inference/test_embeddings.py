@@ -29,7 +29,7 @@ TEXTS = [
 def reference(texts: list[str]) -> dict[str, Any]:
     completed = subprocess.run(
         [
-            str(ROOT / ".venv-inference" / "bin" / "python"),
+            str(VENV_PYTHON),
             str(Path(__file__).with_name("reference_encode.py")),
         ],
         input=json.dumps(texts),

@@ -1,14 +1,12 @@
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ops.models import Heartbeat
 from ops.services import heartbeat_create
-from ragsite.devstack import free_port
-from tests.processes import WorkerProcess, start_worker
+from tests.processes import WorkerProcess
 
 
 @pytest.mark.django_db(transaction=True)
@@ -47,20 +45,3 @@ def test_the_worker_metrics_endpoint_counts_tasks_run_in_its_pool_processes(
     heartbeat.refresh_from_db()
     assert heartbeat.processed_at is not None, celery_worker.log()
     assert runs() >= before + 1, celery_worker.log()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_removes_the_metrics_directory_it_made_when_it_stops(
-    test_database_name: str, logs_dir: Path, tmp_path: Path
-) -> None:
-    worker = start_worker(
-        database_name=test_database_name,
-        log_dir=logs_dir,
-        queues="metrics-directory-test",  # a queue nothing is sent to: it takes no other test's tasks
-        extra_env={"RAGSITE_WORKER_METRICS_PORT": str(free_port()), "TMPDIR": str(tmp_path)},
-    )
-    try:
-        assert len(list(tmp_path.glob("ragsite-worker-metrics-*"))) == 1
-    finally:
-        worker.stop()
-    assert list(tmp_path.glob("ragsite-worker-metrics-*")) == [], worker.log()
