@@ -214,15 +214,20 @@ def _ranked_cte(mode: Mode, column: str) -> str:
     # "matched a word of the question".
     return f"""
     fused AS (
-        SELECT
-            candidates.id,
-            1 - (c.{column} <=> %(embedding)s::vector) AS similarity,
-            row_number() OVER (ORDER BY c.{column} <=> %(embedding)s::vector, candidates.id) AS dense_rank,
-            keyword.rank AS keyword_rank,
-            keyword.score AS keyword_score
-        FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
-        JOIN {Chunk._meta.db_table} c ON c.id = candidates.id
-        LEFT JOIN keyword ON keyword.id = candidates.id
+        SELECT id, 1 - distance AS similarity, row_number() OVER (ORDER BY distance, id) AS dense_rank,
+            keyword_rank, keyword_score
+        FROM (
+            -- A dense candidate's distance is at hand; only a keyword-only one is measured here.
+            SELECT
+                candidates.id,
+                COALESCE(dense.distance, c.{column} <=> %(embedding)s::vector) AS distance,
+                keyword.rank AS keyword_rank,
+                keyword.score AS keyword_score
+            FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
+            LEFT JOIN dense ON dense.id = candidates.id
+            LEFT JOIN keyword ON keyword.id = candidates.id
+            LEFT JOIN {Chunk._meta.db_table} c ON c.id = candidates.id AND dense.id IS NULL
+        ) measured
     ),
     bounds AS (
         SELECT 1 - max(distance) AS low, 1 - min(distance) AS high,
