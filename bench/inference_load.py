@@ -10,9 +10,12 @@ Runs from .venv-inference (`make bench-inference`). In one run it measures, with
 
 The texts are the development set's questions by default (`--workload questions`: what the 10,000 people
 asking send, one question per request), or synthetic strings of 8 to 40 words (`--workload sentences`).
-Each load phase opens `--concurrency` connections at once; every client sends one input per request for
+Each load phase first opens `--concurrency` connections, one GET of the server's health check on each
+(`connect_s` says how long that took); then every client sends at once, one input per request, for
 `--duration` seconds, honouring Retry-After (with jitter) after a 429, and stops by itself. Throughput is
-embeddings answered 200 per second of the phase, drain included. The last line printed is one JSON object.
+embeddings answered 200 per second from that start to the last answer, drain included. A connection that
+fails to open, or a health check that is not 200, counts as an error. The last line printed is one JSON
+object.
 
 The load generator shares this machine's cores with the server it measures; in production the clients
 run elsewhere. So each load phase runs in a child process at a lower CPU priority (`os.nice`,
@@ -132,6 +135,8 @@ class PhaseResult:
     latencies_ms: list[float] = field(default_factory=list)
     error_kinds: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    connect_s: float = 0.0
+    stale_retries: int = 0
 
     def error(self, kind: str) -> None:
         self.errors += 1
@@ -160,23 +165,62 @@ class PhaseResult:
             "mean_ms": round(statistics.fmean(ordered), 1) if ordered else None,
             "throughput": round(self.throughput, 1),
             "elapsed_s": round(self.elapsed_s, 1),
+            "connect_s": round(self.connect_s, 1),
+            "stale_retries": self.stale_retries,
             "error_kinds": self.error_kinds,
         }
 
 
 async def run_load(
-    url: str, texts: list[str], *, concurrency: int, duration_s: float, timeout_s: float
+    url: str,
+    texts: list[str],
+    *,
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float,
+    connect_url: str | None = None,
 ) -> PhaseResult:
-    """`concurrency` clients at once, each looping until the phase ends; bounded in time and count."""
+    """`concurrency` clients at once, each looping until the phase ends; bounded in time and count.
+
+    With `connect_url`, every client first opens its connection with one GET to it, and the phase's
+    clock starts once all of them have: the load generator's own cost of opening 10,000 connections
+    (seconds of CPU on this machine, where the clients of a real service are elsewhere) is not counted
+    as the server's time. Then all clients send at once.
+    """
     result = PhaseResult(concurrency=concurrency)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False, keepalive_timeout=120)
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s)
-    started = time.perf_counter()
-    stop_at = started + duration_s
     max_requests_per_client = 1000
+    opening = time.perf_counter()
+    waiting = concurrency
+    all_connected = asyncio.Event()
+    started = stop_at = 0.0
+
+    def connected() -> None:
+        nonlocal waiting, started, stop_at
+        waiting -= 1
+        if waiting == 0:
+            started = time.perf_counter()
+            stop_at = started + duration_s
+            all_connected.set()
 
     async def client(number: int, session: aiohttp.ClientSession) -> None:
         rng = random.Random(number)
+        if connect_url is not None:
+            try:
+                async with session.get(connect_url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        result.error(f"connect_http_{response.status}")
+            except TimeoutError:
+                result.timeouts += 1
+            except aiohttp.ClientError as exc:
+                result.error(f"connect_{type(exc).__name__}")
+            connected()
+            await all_connected.wait()
+        else:
+            connected()
+        retried = False
         for attempt in range(max_requests_per_client):
             if attempt and time.perf_counter() >= stop_at:
                 return
@@ -190,10 +234,21 @@ async def run_load(
             except TimeoutError:
                 result.timeouts += 1
                 return
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not retried:
+                    # A kept-alive connection the server closed while it idled (infinity-emb keeps them
+                    # 5 s): sent again at once on a new one, as HTTP clients do, and counted.
+                    retried = True
+                    result.stale_retries += 1
+                    continue
+                result.error(type(exc).__name__)
+                await asyncio.sleep(min(rng.uniform(0.5, 2.0), max(0.0, stop_at - time.perf_counter())))
+                continue
             except aiohttp.ClientError as exc:
                 result.error(type(exc).__name__)
                 await asyncio.sleep(min(rng.uniform(0.5, 2.0), max(0.0, stop_at - time.perf_counter())))
                 continue
+            retried = False
             if status == 200:
                 result.ok += 1
                 result.latencies_ms.append((time.perf_counter() - sent) * 1000)
@@ -210,6 +265,7 @@ async def run_load(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(client(number, session) for number in range(concurrency)))
     result.elapsed_s = time.perf_counter() - started
+    result.connect_s = started - opening
     return result
 
 
@@ -221,21 +277,35 @@ def run_load_niced(
     duration_s: float,
     timeout_s: float,
     niceness: int,
+    connect_url: str | None = None,
 ) -> PhaseResult:
     """run_load in a child process `niceness` steps below this one's CPU priority (0: in this process)."""
+    load = (url, texts, concurrency, duration_s, timeout_s, connect_url)
     if niceness <= 0:
-        return run_load_in_child(url, texts, concurrency, duration_s, timeout_s)
+        return run_load_in_child(*load)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(niceness,)) as pool:
-        return pool.submit(run_load_in_child, url, texts, concurrency, duration_s, timeout_s).result()
+        return pool.submit(run_load_in_child, *load).result()
 
 
 def run_load_in_child(
-    url: str, texts: list[str], concurrency: int, duration_s: float, timeout_s: float
+    url: str,
+    texts: list[str],
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float,
+    connect_url: str | None,
 ) -> PhaseResult:
     # uvloop, as the servers use: the clients' own overhead should not be what limits the phase.
     return uvloop.run(
-        run_load(url, texts, concurrency=concurrency, duration_s=duration_s, timeout_s=timeout_s)
+        run_load(
+            url,
+            texts,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            timeout_s=timeout_s,
+            connect_url=connect_url,
+        )
     )
 
 
@@ -321,6 +391,7 @@ def bench_service(
             duration_s=args.duration,
             timeout_s=args.client_timeout,
             niceness=args.load_niceness,
+            connect_url=f"{base}/healthz",
         )
         summary = result.summary()
         batches = metric_value(base, "inference_embedding_batch_size_count")
@@ -415,6 +486,7 @@ def bench_infinity(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]
             duration_s=args.duration,
             timeout_s=args.client_timeout,
             niceness=args.load_niceness,
+            connect_url=f"{base}/health",
         )
         summary = result.summary()
         return {"infinity_throughput": summary["throughput"], "infinity": summary}

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference import chat
 from inference.backends.base import ChatEngine
-from inference.batching import AdmissionGate, EmbeddingBatcher, QueueFull
+from inference.batching import AdmissionGate, EmbeddingBatcher, QueueFull, Reservation
 from inference.cancellation import ClientDisconnected, run_for_client
 from inference.config import Settings
 from inference.encoder import EncoderProcess, EncoderUnavailable
@@ -85,6 +85,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # The share of a request's deadline its expected queue wait may take. The rest is margin: for a rate
 # that drops after admission (other work on the machine), and for the answer to be written out.
 QUEUE_SHARE_OF_DEADLINE = 0.6
+# The request state's key for the embeddings queue room that ShedLoadMiddleware reserved.
+RESERVATION = "embedding_reservation"
+# The request state's key for an embeddings request's deadline (event loop time), set on its arrival.
+DEADLINE = "embedding_deadline"
 
 # A retriever's model id is the name of its directory: no path separators, no leading dot.
 RETRIEVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -183,23 +187,55 @@ class BodySizeLimitMiddleware:
 
 
 class ShedLoadMiddleware:
-    """While the embeddings queue is full, answer 429 before the body is read or validated."""
+    """Reserve room in the embeddings queue as a request arrives; without room, 429 before the body is read.
+
+    The reservation is handed to the route in the request's state and given back when the request's
+    inputs are queued, or when the request ends without queuing them. The request's deadline starts
+    here too, and bounds the reading of its body (408 past it), so a client that sends its headers and
+    then stalls cannot hold the room for longer than any other request could.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/embeddings" and scope["method"] == "POST":
-            state: ServiceState | None = getattr(scope["app"].state, "service", None)
-            batcher = state.batcher if state is not None else None
-            within_s = (
-                QUEUE_SHARE_OF_DEADLINE * state.settings.request_timeout_s if state is not None else 0.0
-            )
-            if state is not None and batcher is not None and not batcher.has_room(1, within_s=within_s):
-                state.metrics.rejections.labels("/v1/embeddings", "queue_full").inc()
-                await error_response(queue_full(batcher.retry_after(1)))(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] != "/v1/embeddings" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        state: ServiceState | None = getattr(scope["app"].state, "service", None)
+        batcher = state.batcher if state is not None else None
+        if state is None or batcher is None:  # still loading: the route answers 503
+            await self.app(scope, receive, send)
+            return
+        timeout_s = state.settings.request_timeout_s
+        reservation = batcher.reserve(within_s=QUEUE_SHARE_OF_DEADLINE * timeout_s)
+        if reservation is None:
+            state.metrics.rejections.labels("/v1/embeddings", "queue_full").inc()
+            await error_response(queue_full(batcher.retry_after(1)))(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        scope.setdefault("state", {}).update({RESERVATION: reservation, DEADLINE: deadline})
+        body_read = False
+
+        async def receive_by_deadline() -> Message:
+            nonlocal body_read
+            if body_read:  # what follows the body is only the client's disconnect
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                state.metrics.rejections.labels("/v1/embeddings", "timeout").inc()
+                raise StarletteHTTPException(
+                    408, f"The request body did not arrive within {timeout_s:g} s."
+                ) from None
+            body_read = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        try:
+            await self.app(scope, receive_by_deadline, send)
+        finally:
+            reservation.release()
 
 
 class RequestMetricsMiddleware:
@@ -444,7 +480,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        codes = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "request_too_large"}
         return error_response(
             ApiError(
                 exc.status_code,
@@ -488,7 +524,9 @@ def install_routes(app: FastAPI) -> None:
     async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
         """Embed one string or a list of strings (OpenAI's embeddings API)."""
         state = service(request)
-        deadline = asyncio.get_running_loop().time() + state.settings.request_timeout_s
+        deadline = getattr(request.state, DEADLINE, None)
+        if deadline is None:  # the service was still loading when the request arrived
+            deadline = asyncio.get_running_loop().time() + state.settings.request_timeout_s
         try:
             payload = await embed(state, body, request, deadline=deadline)
         except ApiError as exc:
@@ -549,6 +587,9 @@ async def embed(
     """Validate, admit and batch-encode one embeddings request; the OpenAI response as a dict."""
     loaded = await embedder_for(state, body.model, deadline=deadline)
     embedder, batcher, settings, model_id = loaded.model, loaded.batcher, state.settings, body.model
+    reservation: Reservation | None = getattr(request.state, RESERVATION, None)
+    if reservation is not None and not reservation.holds(batcher):
+        reservation.release()  # held in the default model's queue; this request goes to another
     texts = [body.input] if isinstance(body.input, str) else body.input
     most = min(settings.embedding_max_inputs, batcher.max_queue)
     if not texts:
@@ -565,7 +606,7 @@ async def embed(
         if not text:
             raise ApiError(400, f"input[{index}] is an empty string.", param="input", code="empty_input")
     within_s = QUEUE_SHARE_OF_DEADLINE * (deadline - asyncio.get_running_loop().time())
-    if not batcher.has_room(len(texts), within_s=within_s):
+    if not batcher.has_room_for(len(texts), reservation, within_s=within_s):
         # Refuse before tokenising: overload must cost as little as possible.
         raise queue_full(batcher.retry_after(len(texts)))
     counts = embedder.count_tokens(texts)
@@ -582,7 +623,9 @@ async def embed(
     counts = [min(count, embedder.max_tokens) for count in counts]
     try:
         vectors = await run_for_client(
-            request, batcher.embed(texts, counts, within_s=within_s), deadline=deadline
+            request,
+            batcher.embed(texts, counts, within_s=within_s, reservation=reservation),
+            deadline=deadline,
         )
     except QueueFull as exc:
         raise queue_full(exc.retry_after) from None

@@ -103,6 +103,8 @@ class EmbeddingBatcher:
         self._changed = threading.Condition()
         self._stopping = False
         self._in_flight = 0
+        # Event loop side only: requests let in whose inputs are not queued yet (their body is being read).
+        self._reserved = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Event loop side only. Measured from each answered batch; seeded by the warm-up so the first
@@ -113,8 +115,9 @@ class EmbeddingBatcher:
 
     @property
     def depth(self) -> int:
-        """Inputs admitted and not yet encoded, the batch in the model included."""
-        return len(self._pending) + self._in_flight
+        """Inputs admitted and not yet encoded, the batch in the model included, and one for each
+        reserved request whose inputs are not queued yet."""
+        return len(self._pending) + self._in_flight + self._reserved
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -163,12 +166,46 @@ class EmbeddingBatcher:
         # A wait longer than the deadline would end in a 504 after holding a slot: refuse it now.
         return self.expected_wait_s(inputs) <= within_s
 
+    def reserve(self, *, within_s: float) -> Reservation | None:
+        """Hold room for one input of a request whose body is still to be read; None when there is none.
+
+        A burst of connections arrives before any of them has queued an input, so a check of the queue
+        alone lets every one of them through to the body, the validation and the tokenizer, only to
+        refuse most of them after that work, and meanwhile the model waits. A reservation counts in the
+        depth from the moment the request arrives, so the requests past the queue's room are refused
+        first, cheaply.
+        """
+        if not self.has_room(1, within_s=within_s):
+            return None
+        self._reserved += 1
+        self._publish_depth()
+        return Reservation(self)
+
+    def _unreserve(self) -> None:
+        self._reserved -= 1
+        self._publish_depth()
+
+    def has_room_for(self, inputs: int, reservation: Reservation | None, *, within_s: float) -> bool:
+        """has_room for a request's `inputs`, one of which its reservation (on this batcher) already holds."""
+        held = 1 if reservation is not None and reservation.holds(self) else 0
+        return self.has_room(inputs - held, within_s=within_s)
+
     async def embed(
-        self, texts: Sequence[str], token_counts: Sequence[int], *, within_s: float
+        self,
+        texts: Sequence[str],
+        token_counts: Sequence[int],
+        *,
+        within_s: float,
+        reservation: Reservation | None = None,
     ) -> list[np.ndarray]:
-        """Encode `texts` in order; raises QueueFull at once when they do not fit the queue."""
-        if not self.has_room(len(texts), within_s=within_s):
+        """Encode `texts` in order; raises QueueFull at once when they do not fit the queue.
+
+        A `reservation` on this batcher is given back as the inputs take its place in the queue.
+        """
+        if not self.has_room_for(len(texts), reservation, within_s=within_s):
             raise QueueFull(self.retry_after(len(texts)))
+        if reservation is not None and reservation.holds(self):
+            reservation.release()
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         items = [
@@ -294,6 +331,22 @@ class EmbeddingBatcher:
         self._metrics.batch_seconds.observe(elapsed)
         self._metrics.tokens.labels("embedding").inc(tokens)
         self._metrics.tokens_per_second.labels("embedding").set(tokens / elapsed)
+
+
+class Reservation:
+    """Room for one input, held for a request from its arrival until its inputs are queued or it ends."""
+
+    def __init__(self, batcher: EmbeddingBatcher) -> None:
+        self._batcher: EmbeddingBatcher | None = batcher
+
+    def holds(self, batcher: EmbeddingBatcher) -> bool:
+        return self._batcher is batcher
+
+    def release(self) -> None:
+        """Give the room back; later calls do nothing."""
+        if self._batcher is not None:
+            batcher, self._batcher = self._batcher, None
+            batcher._unreserve()
 
 
 class AdmissionGate:

@@ -82,6 +82,8 @@ def test_bad_input_is_a_4xx_with_an_openai_error_never_a_5xx(client: httpx.Clien
         assert_openai_error(client.post(path, **kwargs), status)  # type: ignore[arg-type]
     assert_openai_error(client.get("/v1/nothing-here"), 404)
     assert_openai_error(client.delete("/v1/embeddings"), 405)
+    # Each refused request gave back the queue room it was let in with.
+    assert 'inference_queue_depth{queue="embeddings"} 0.0' in client.get("/metrics").text
 
 
 def test_a_body_over_the_limit_is_413_whether_its_length_is_declared_or_chunked(client: httpx.Client) -> None:
@@ -97,6 +99,7 @@ def test_a_body_over_the_limit_is_413_whether_its_length_is_declared_or_chunked(
     chunked = client.post("/v1/embeddings", content=chunks(), headers=headers)  # type: ignore[arg-type]
     assert_openai_error(chunked, 413)
     assert client.post("/v1/embeddings", json={"model": MODEL, "input": "still serving"}).status_code == 200
+    assert 'inference_queue_depth{queue="embeddings"} 0.0' in client.get("/metrics").text
 
 
 def test_chat_without_an_engine_is_a_clean_503(client: httpx.Client) -> None:

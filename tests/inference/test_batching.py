@@ -119,3 +119,66 @@ def test_a_client_that_disconnects_frees_its_queue_slot(start_service: StartServ
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     assert metric(service.url, disconnected) == 4
+
+
+async def start_request(
+    port: int, body: dict[str, object]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Send a request's headers and the first half of its body; the rest of the body is returned."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\n\r\n"
+    )
+    half = len(payload) // 2
+    writer.write(head.encode() + payload[:half])
+    await writer.drain()
+    return reader, writer, payload[half:]
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
+    """The status and JSON body of one HTTP/1.1 answer with a Content-Length."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    headers = dict(line.split(": ", 1) for line in head[1:] if line)
+    length = int(next(value for name, value in headers.items() if name.lower() == "content-length"))
+    return status, json.loads(await reader.readexactly(length))
+
+
+def test_a_request_holds_queue_room_from_its_arrival_and_its_body_has_a_deadline(
+    start_service: StartService,
+) -> None:
+    """A burst is refused before its bodies are read, and a stalled body cannot hold the room for long."""
+    service = start_service(
+        INFERENCE_EMBEDDING_MAX_QUEUE="2",
+        INFERENCE_EMBEDDING_MAX_WAIT_MS="10",
+        INFERENCE_REQUEST_TIMEOUT_S="4",
+    )
+
+    async def scenario() -> None:
+        # Two requests whose bodies are still arriving hold the queue's two places.
+        started = [await start_request(service.port, {"model": MODEL, "input": t}) for t in TEXTS[:2]]
+        await wait_for_depth(service.url, 2.0)
+        [full] = await post_all(service.url, [{"model": MODEL, "input": "no room"}])
+        assert assert_openai_error(full, 429)["code"] == "queue_full"
+        # Their bodies complete: both are answered.
+        for _, writer, rest in started:
+            writer.write(rest)
+            await writer.drain()
+        for reader, writer, _ in started:
+            status, body = await read_answer(reader)
+            assert status == 200 and len(body["data"][0]["embedding"]) == 384  # type: ignore[index]
+            writer.close()
+        await wait_for_depth(service.url, 0.0)
+        # A body that stops arriving is answered 408 at the request's deadline, and its room freed.
+        reader, writer, _ = await start_request(service.port, {"model": MODEL, "input": "stalled"})
+        await wait_for_depth(service.url, 1.0)
+        status, body = await read_answer(reader)
+        assert status == 408 and body["error"]["code"] == "timeout"  # type: ignore[index]
+        writer.close()
+        await wait_for_depth(service.url, 0.0)
+        [served] = await post_all(service.url, [{"model": MODEL, "input": "room again"}])
+        assert served.status_code == 200
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=120))
