@@ -65,15 +65,26 @@ def test_a_full_queue_answers_429_with_retry_after_at_once_then_recovers(start_s
     assert [response.status_code for response in again] == [200, 200]
 
 
-async def open_request(port: int, body: dict[str, object]) -> asyncio.StreamWriter:
-    """Send a whole request on a raw connection and return without reading the answer."""
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
+async def start_request(
+    port: int, body: dict[str, object]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Send a request's headers and the first half of its body; the rest of the body is returned."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     payload = json.dumps(body).encode()
     head = (
         f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
         f"content-length: {len(payload)}\r\n\r\n"
     )
-    writer.write(head.encode() + payload)
+    half = len(payload) // 2
+    writer.write(head.encode() + payload[:half])
+    await writer.drain()
+    return reader, writer, payload[half:]
+
+
+async def open_request(port: int, body: dict[str, object]) -> asyncio.StreamWriter:
+    """Send a whole request on a raw connection and return without reading the answer."""
+    _, writer, rest = await start_request(port, body)
+    writer.write(rest)
     await writer.drain()
     return writer
 
@@ -119,22 +130,6 @@ def test_a_client_that_disconnects_frees_its_queue_slot(start_service: StartServ
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     assert metric(service.url, disconnected) == 4
-
-
-async def start_request(
-    port: int, body: dict[str, object]
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    """Send a request's headers and the first half of its body; the rest of the body is returned."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(payload)}\r\n\r\n"
-    )
-    half = len(payload) // 2
-    writer.write(head.encode() + payload[:half])
-    await writer.drain()
-    return reader, writer, payload[half:]
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
