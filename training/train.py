@@ -12,6 +12,7 @@ The output directory gets ``model/`` (a sentence-transformers directory), ``metr
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -482,9 +483,24 @@ def main(argv: list[str] | None = None) -> None:
         # A crash elsewhere still lets an in-flight checkpoint reach the disk (torchrun allows 30 s).
         if trainer.checkpointer is not None:
             trainer.checkpointer.drain()
-    dist.destroy_process_group()
+    leave_process_group(trainer)
     if rank == 0:
         trainer.write_outputs()
+
+
+def leave_process_group(trainer: Trainer) -> None:
+    """End the process group on every rank together, while the interpreter is fully alive.
+
+    DistributedDataParallel's reducer holds the process group, so `destroy_process_group` alone left
+    gloo's connections and threads to be torn down at interpreter exit, one rank while its peer was
+    still connected: that once ended a finished run in SIGABRT ("terminate called without an active
+    exception", as pytorch/pytorch#179291 describes). So all ranks meet at a barrier first, the
+    wrapper is dropped, and then the group is destroyed.
+    """
+    dist.barrier()
+    del trainer.ddp
+    gc.collect()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
