@@ -178,12 +178,12 @@ async def run_load(
     concurrency: int,
     duration_s: float,
     timeout_s: float,
-    connect_url: str | None = None,
+    connect_url: str,
 ) -> PhaseResult:
     """`concurrency` clients at once, each looping until the phase ends; bounded in time and count.
 
-    With `connect_url`, every client first opens its connection with one GET to it, and the phase's
-    clock starts once all of them have: the load generator's own cost of opening 10,000 connections
+    Every client first opens its connection with one GET of `connect_url`, and the phase's clock
+    starts once all of them have: the load generator's own cost of opening 10,000 connections
     (seconds of CPU on this machine, where the clients of a real service are elsewhere) is not counted
     as the server's time. Then all clients send at once.
     """
@@ -206,20 +206,17 @@ async def run_load(
 
     async def client(number: int, session: aiohttp.ClientSession) -> None:
         rng = random.Random(number)
-        if connect_url is not None:
-            try:
-                async with session.get(connect_url) as response:
-                    await response.read()
-                    if response.status != 200:
-                        result.error(f"connect_http_{response.status}")
-            except TimeoutError:
-                result.timeouts += 1
-            except aiohttp.ClientError as exc:
-                result.error(f"connect_{type(exc).__name__}")
-            connected()
-            await all_connected.wait()
-        else:
-            connected()
+        try:
+            async with session.get(connect_url) as response:
+                await response.read()
+                if response.status != 200:
+                    result.error(f"connect_http_{response.status}")
+        except TimeoutError:
+            result.timeouts += 1
+        except aiohttp.ClientError as exc:
+            result.error(f"connect_{type(exc).__name__}")
+        connected()
+        await all_connected.wait()
         retried = False
         for attempt in range(max_requests_per_client):
             if attempt and time.perf_counter() >= stop_at:
@@ -277,7 +274,7 @@ def run_load_niced(
     duration_s: float,
     timeout_s: float,
     niceness: int,
-    connect_url: str | None = None,
+    connect_url: str,
 ) -> PhaseResult:
     """run_load in a child process `niceness` steps below this one's CPU priority (0: in this process)."""
     load = (url, texts, concurrency, duration_s, timeout_s, connect_url)
@@ -294,7 +291,7 @@ def run_load_in_child(
     concurrency: int,
     duration_s: float,
     timeout_s: float,
-    connect_url: str | None,
+    connect_url: str,
 ) -> PhaseResult:
     # uvloop, as the servers use: the clients' own overhead should not be what limits the phase.
     return uvloop.run(

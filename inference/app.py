@@ -74,6 +74,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "Invalid request",
         404: "Unknown model",
+        408: "The request body did not arrive within the deadline",
         413: "Request body too large",
         429: "Queue full; retry after the `Retry-After` seconds",
         503: "Model not loaded yet, its encoder process died, or no chat engine configured",
