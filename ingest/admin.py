@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -28,8 +31,22 @@ def _each(modeladmin: DocumentAdmin, request: HttpRequest, queryset: QuerySet[Do
         modeladmin.message_user(request, f"{done} document(s) queued.", messages.SUCCESS)
 
 
+class DocumentAdminForm(forms.ModelForm):
+    def clean_collection(self) -> Collection:
+        collection: Collection = self.cleaned_data["collection"]
+        existing = (
+            Document.objects.filter(collection=collection, sha256=self.instance.sha256)
+            .exclude(id=self.instance.id)
+            .first()
+        )
+        if existing is not None:
+            raise forms.ValidationError(f"“{collection}” already holds the same content as “{existing}”.")
+        return collection
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
+    form = DocumentAdminForm
     list_display = ["__str__", "collection", "status", "progress", "generation", "size", "created_at"]
     list_filter = ["status", "collection"]
     search_fields = ["title", "original_name", "sha256"]
@@ -63,6 +80,23 @@ class DocumentAdmin(admin.ModelAdmin):
     @admin.action(description="Re-index the selected documents")
     def reindex(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         _each(self, request, queryset, "reindex")
+
+    def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
+        """A new collection goes through the service (the chunks move with it); other edits save themselves.
+
+        Saving the whole row would write back the status and generation read when the page was loaded, over
+        those of an ingestion that finished meanwhile.
+        """
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        if "collection" in form.changed_data:
+            services.document_move(
+                document=obj, collection=form.cleaned_data["collection"], moved_by=request.user
+            )
+        edited = [name for name in form.changed_data if name != "collection"]
+        if edited:
+            obj.save(update_fields=[*edited, "updated_at"])
 
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
         services.document_delete(document=obj, deleted_by=request.user)

@@ -212,6 +212,45 @@ def document_delete(*, document: Document, deleted_by: User | AnonymousUser | No
             transaction.on_commit(lambda: storage.delete(file_name))
 
 
+def document_move(
+    *, document: Document, collection: Collection, moved_by: User | AnonymousUser | None = None
+) -> Document:
+    """Move a document, and every generation of its chunks, to `collection` in one transaction.
+
+    Chunks carry a copy of their document's collection (retrieval filters by it inside the index scan), so a
+    document must never change collection any other way. Raises DocumentDuplicate if `collection` already
+    holds the same content.
+    """
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().select_related("collection").get(id=document.id)
+        existing = (
+            Document.objects.select_related("collection")
+            .filter(collection=collection, sha256=locked.sha256)
+            .exclude(id=locked.id)
+            .first()
+        )
+        if existing is not None:
+            raise DocumentDuplicate(
+                _duplicate_message(name=locked.original_name, existing=existing), existing=existing
+            )
+        moved_from = locked.collection
+        if moved_from.id != collection.id:
+            locked.collection = collection
+            locked.save(update_fields=["collection", "updated_at"])
+            audit_record(
+                actor=moved_by,
+                action="document.move",
+                target=locked,
+                details={"from": moved_from.name, "to": collection.name},
+            )
+        # Also repairs chunks that an earlier path left behind in another collection.
+        Chunk.objects.filter(document_id=locked.id).exclude(collection_id=collection.id).update(
+            collection_id=collection.id
+        )
+    document.collection = collection
+    return locked
+
+
 # --- the pipeline ------------------------------------------------------------------------------------------
 
 
@@ -391,8 +430,13 @@ def _embed_texts(texts: list[str], model: str) -> list[list[float]]:
 def document_generation_activate(*, document: Document, generation: int) -> None:
     """Make `generation` the live one and drop every other, in one transaction; the document is ready."""
     with transaction.atomic():
-        Document.objects.select_for_update().filter(id=document.id).first()
+        locked = Document.objects.select_for_update().filter(id=document.id).first()
         Chunk.objects.filter(document_id=document.id).exclude(generation=generation).delete()
+        if locked is not None:
+            # The run wrote its chunks with the collection it started with; the document may have moved since.
+            Chunk.objects.filter(document_id=document.id).exclude(collection_id=locked.collection_id).update(
+                collection_id=locked.collection_id
+            )
         _update(
             document.id,
             generation=generation,

@@ -178,3 +178,46 @@ def test_uploads_and_deletions_are_audited_with_their_actor(
         ("document.upload", admin.pk, str(document.pk)),
         ("document.delete", admin.pk, str(document.pk)),
     ]
+
+
+def test_a_moved_document_is_retrieved_from_its_new_collection_only() -> None:
+    from search.selectors import chunk_search
+
+    old, new = CollectionFactory.create(), CollectionFactory.create()
+    document = _upload(old, data=b"Parcels are returned within thirty days.")
+    Document.objects.filter(id=document.id).update(status=Document.Status.READY, generation=1)
+    _chunk(document, generation=1)
+    Chunk.objects.filter(document=document).update(text="Parcels are returned within thirty days.")
+
+    services.document_move(document=document, collection=new)
+
+    def hits(collection: Collection) -> list[int]:
+        found = chunk_search(
+            collection_ids=[collection.id], query="parcels returned", query_embedding=None, mode="keyword"
+        )
+        return [hit.document_id for hit in found]
+
+    assert hits(old) == [] and hits(new) == [document.id]
+    assert set(Chunk.objects.filter(document=document).values_list("collection_id", flat=True)) == {new.id}
+
+
+def test_a_generation_written_before_a_move_goes_live_in_the_new_collection() -> None:
+    """A run writes its chunks with the collection it read at its start; activation re-homes them."""
+    old, new = CollectionFactory.create(), CollectionFactory.create()
+    document = _upload(old)
+    stale = Document.objects.get(id=document.id)
+    services.document_move(document=document, collection=new)
+    _chunk(stale, generation=1)  # written by a run that started before the move
+
+    services.document_generation_activate(document=stale, generation=1)
+
+    assert list(Chunk.objects.filter(document=document).values_list("collection_id", flat=True)) == [new.id]
+
+
+def test_a_move_into_a_collection_that_holds_the_same_content_is_refused() -> None:
+    old, new = CollectionFactory.create(), CollectionFactory.create(name="Policies")
+    document = _upload(old)
+    _upload(new)
+    with pytest.raises(services.DocumentDuplicate, match="already in “Policies”"):
+        services.document_move(document=document, collection=new)
+    assert Document.objects.get(id=document.id).collection_id == old.id
