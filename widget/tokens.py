@@ -18,6 +18,9 @@ from django.utils.crypto import salted_hmac
 
 # Printable ASCII without spaces: room for a user id, an email address or a hash of either.
 VISITOR_ID_RE = re.compile(r"[\x21-\x7e]{1,200}")
+# ASCII digits only: str.isdigit() also passes superscripts and other scripts' digits, which int() may refuse.
+EXPIRY_RE = re.compile(r"[0-9]{1,12}")
+SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 SECRET_DERIVATION_SALT = "ragsite.widget.WidgetKey.secret"
 
 
@@ -62,11 +65,17 @@ def token_mint(*, secret: str, public_id: str, visitor_id: str, ttl_s: int = 300
 def token_verify(*, token: str, secret: str, public_id: str) -> VisitorToken:
     """The token's visitor if its signature, expiry and lifetime are good; else TokenInvalid."""
     parts = token.rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or not VISITOR_ID_RE.fullmatch(parts[0]):
+    if (
+        len(parts) != 3
+        or not VISITOR_ID_RE.fullmatch(parts[0])
+        or not EXPIRY_RE.fullmatch(parts[1])
+        or not SIGNATURE_RE.fullmatch(parts[2])
+    ):
         raise TokenInvalid("The visitor token is malformed.", code="token_malformed")
     visitor_id, expiry, signature = parts[0], int(parts[1]), parts[2]
     expected = _signature(secret=secret, public_id=public_id, visitor_id=visitor_id, expires_at=expiry)
-    if not hmac.compare_digest(expected, signature):
+    # Bytes, so that no input can make the comparison raise (str arguments must be ASCII).
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise TokenInvalid(
             "The visitor token's signature is wrong (minted with another key's secret?).", code="token_forged"
         )

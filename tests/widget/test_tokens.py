@@ -34,6 +34,24 @@ def test_malformed_tokens_are_refused(token: str, code: str) -> None:
     assert refused.value.code == code
 
 
+def test_a_token_with_a_non_ascii_signature_is_refused_not_an_error() -> None:
+    visitor, expiry, signature = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent-1").split(
+        "."
+    )
+    for forged in ("é" * len(signature), signature[:-1] + "é", "ünïcode"):
+        with pytest.raises(TokenInvalid) as refused:
+            token_verify(token=f"{visitor}.{expiry}.{forged}", secret=SECRET, public_id="wk_test")
+        assert refused.value.code in ("token_malformed", "token_forged")
+
+
+@pytest.mark.parametrize("expiry", ["\u00b9\u00b2\u00b3", "1\u00b2", "\u0661\u0662\u0663", "\uff11\uff12"])
+def test_an_expiry_of_digits_other_than_ascii_ones_is_malformed(expiry: str) -> None:
+    """Superscript and other Unicode digits pass str.isdigit(); int() rejects some and accepts others."""
+    with pytest.raises(TokenInvalid) as refused:
+        token_verify(token=f"agent-1.{expiry}.{'0' * 64}", secret=SECRET, public_id="wk_test")
+    assert refused.value.code == "token_malformed"
+
+
 def test_an_expired_token_is_refused() -> None:
     token = token_mint(secret=SECRET, public_id="wk_test", visitor_id="agent-1", ttl_s=-1)
     with pytest.raises(TokenInvalid) as refused:

@@ -147,6 +147,15 @@ def test_expired_and_forged_tokens_are_refused_whether_or_not_the_key_requires_t
     )
 
 
+def test_tokens_with_non_ascii_signatures_or_expiries_are_refused_with_401_not_500(client: Client) -> None:
+    key, secret = make_key()
+    visitor, expiry, signature = token_mint(secret=secret, public_id=key.public_id, visitor_id="a").split(".")
+    for token in (f"{visitor}.{expiry}.{'é' * len(signature)}", f"{visitor}.\u00b9\u00b2\u00b3.{signature}"):
+        response = ask(client, key.public_id, {"question": "Hello?", "token": token})
+        assert response.status_code == 401
+        assert error_of(response)["code"] == "token_malformed"
+
+
 def test_the_visitor_limit_answers_429_with_retry_after(client: Client) -> None:
     key, _ = make_key(visitor_rate_limit_per_minute=2, rate_limit_per_minute=100)
     statuses = [ask(client, key.public_id, {"question": "Hi?"}).status_code for _ in range(2)]
