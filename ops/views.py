@@ -1,3 +1,4 @@
+import hmac
 import ipaddress
 from collections.abc import Callable
 
@@ -23,7 +24,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition; from loopback, or with the bearer token RAGSITE_METRICS_TOKEN."""
     token = settings.RAGSITE_METRICS_TOKEN
     if token:
-        allowed = request.headers.get("Authorization") == f"Bearer {token}"
+        # Constant time, on bytes: hmac.compare_digest refuses str with non-ASCII characters.
+        presented = request.headers.get("Authorization", "").encode()
+        allowed = hmac.compare_digest(presented, f"Bearer {token}".encode())
     else:
         try:
             allowed = ipaddress.ip_address(_client_ip(request)).is_loopback
