@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from . import services
 from .models import Collection, Document
+from .selectors import collections_readable_by
 
 
 @admin.register(Collection)
@@ -73,11 +74,21 @@ class DocumentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # uploads go through /ingest/, which deduplicates and queues them
 
-    @admin.action(description="Retry the selected failed documents")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        """Only documents of the collections the user reads; model permissions say what they may do."""
+        readable = collections_readable_by(user=request.user).values("id")
+        return super().get_queryset(request).filter(collection_id__in=readable)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "collection":
+            kwargs["queryset"] = collections_readable_by(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.action(description="Retry the selected failed documents", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         _each(self, request, queryset, "retry")
 
-    @admin.action(description="Re-index the selected documents")
+    @admin.action(description="Re-index the selected documents", permissions=["change"])
     def reindex(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         _each(self, request, queryset, "reindex")
 

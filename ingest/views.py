@@ -1,4 +1,7 @@
-"""The upload page: many files at once, each document's status polled with htmx until it is done."""
+"""The upload page: many files at once, each document's status polled with htmx until it is done.
+
+Who may do what is decided by `ingest.selectors` (model permissions and the collections the user reads).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,10 +24,15 @@ from .models import Document
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
+    if not selectors.document_action_permitted(user=request.user, action="view"):
+        raise PermissionDenied("You may not see documents.")
     collections = selectors.collection_list_for_user(user=request.user)
+    upload_collections = selectors.collection_list_for_user(user=request.user, action="add")
     selected = _selected_collection_id(request)
     if request.method == "POST":
-        form = UploadForm(request.POST, request.FILES, collections=collections)
+        if not selectors.document_action_permitted(user=request.user, action="add"):
+            raise PermissionDenied("You may not upload documents.")
+        form = UploadForm(request.POST, request.FILES, collections=upload_collections)
         if form.is_valid():
             collection = form.cleaned_data["collection"]
             for file in form.cleaned_data["documents"]:
@@ -38,7 +47,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             return redirect(f"{reverse('ingest:upload')}?collection={collection.id}")
     else:
         initial = {"collection": selected} if selected else {}
-        form = UploadForm(collections=collections, initial=initial)
+        form = UploadForm(collections=upload_collections, initial=initial)
     documents = selectors.document_list_for_user(user=request.user, collection_id=selected)
     return render(
         request,
@@ -46,6 +55,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "collections": collections,
+            "upload_collections": upload_collections,
             "selected_collection": selected,
             "documents": documents,
             "max_upload_mb": f"{settings.RAGSITE_MAX_UPLOAD_BYTES / 2**20:,.0f} MB",
@@ -59,8 +69,8 @@ def _selected_collection_id(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _document_or_404(request: HttpRequest, document_id: int) -> Document:
-    document = selectors.document_get_for_user(user=request.user, document_id=document_id)
+def _document_or_404(request: HttpRequest, document_id: int, action: selectors.Action = "view") -> Document:
+    document = selectors.document_get_for_user(user=request.user, document_id=document_id, action=action)
     if document is None:
         raise Http404("No such document.")
     return document
@@ -81,7 +91,7 @@ def document_row(request: HttpRequest, document_id: int) -> HttpResponse:
 def _action(
     request: HttpRequest, document_id: int, act: Callable[[Document], object], done: str
 ) -> HttpResponse:
-    document = _document_or_404(request, document_id)
+    document = _document_or_404(request, document_id, "change")
     try:
         act(document)
     except services.InvalidTransition as exc:
@@ -118,7 +128,7 @@ def document_reindex(request: HttpRequest, document_id: int) -> HttpResponse:
 @staff_member_required
 @require_POST
 def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = _document_or_404(request, document_id)
+    document = _document_or_404(request, document_id, "delete")
     services.document_delete(document=document, deleted_by=request.user)
     if request.htmx:  # type: ignore[attr-defined]
         return HttpResponse("")  # the row is swapped for nothing

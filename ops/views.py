@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from ingest.models import Document
+from ingest.selectors import document_failures_for_user
 from retrievers.selectors import retriever_list
 from search import inference
 
@@ -44,10 +44,8 @@ def status(request: HttpRequest) -> HttpResponse:
         "queues": queue_depths(),
         "workers": workers_list(),
         "inference": inference.health(),
-        "failed_documents": Document.objects.filter(status=Document.Status.FAILED)
-        .select_related("collection")
-        .order_by("-updated_at")[:10],
-        "audit_events": audit_events_recent(),
+        "failed_documents": document_failures_for_user(user=request.user),
+        "audit_events": audit_events_recent() if request.user.has_perm("ops.view_auditevent") else None,
         "retrievers": retriever_list().exclude(status="registered"),
     }
     return render(request, "ops/status.html", context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin import site
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.test import Client, RequestFactory
 
 from ingest import services
@@ -89,3 +89,48 @@ def test_an_admin_edit_does_not_write_back_the_status_it_loaded(client: Client) 
 
     document.refresh_from_db()
     assert (document.title, document.generation) == ("Renamed", 2)
+
+
+def _admin_editor(*actions: str, group: Group) -> User:
+    user = UserFactory.create(is_staff=True)
+    user.groups.add(group)
+    codenames = [f"{action}_document" for action in actions]
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="ingest", codename__in=codenames)
+    )
+    return user
+
+
+def test_the_admin_lists_and_opens_only_documents_of_collections_the_user_reads(client: Client) -> None:
+    editors = GroupFactory.create()
+    mine, theirs = CollectionFactory.create(), CollectionFactory.create(name="Board")
+    mine.groups.set([editors])
+    readable = _ready_document(mine)
+    Document.objects.filter(id=readable.id).update(title="Our handbook")
+    hidden = _ready_document(theirs)
+    Document.objects.filter(id=hidden.id).update(title="Board minutes")
+    client.force_login(_admin_editor("view", "change", group=editors))
+
+    listing = client.get("/admin/ingest/document/").content.decode()
+    assert "Our handbook" in listing and "Board minutes" not in listing
+    assert client.get(f"/admin/ingest/document/{hidden.id}/change/").status_code == 302  # "does not exist"
+    form = client.get(f"/admin/ingest/document/{readable.id}/change/").content.decode()
+    assert f'value="{theirs.id}"' not in form
+    response = client.post(
+        f"/admin/ingest/document/{readable.id}/change/", {"collection": theirs.id, "title": ""}
+    )
+    assert response.status_code == 200 and Document.objects.get(id=readable.id).collection_id == mine.id
+
+
+def test_admin_actions_need_the_change_permission(client: Client) -> None:
+    editors = GroupFactory.create()
+    collection = CollectionFactory.create()
+    collection.groups.set([editors])
+    document = _ready_document(collection)
+    client.force_login(_admin_editor("view", group=editors))
+
+    client.post(
+        "/admin/ingest/document/", {"action": "reindex", "_selected_action": [document.id], "index": 0}
+    )
+
+    assert Document.objects.get(id=document.id).status == Document.Status.READY

@@ -1,4 +1,4 @@
-"""The upload page (staff only): many files at once, status rows that poll until done, row actions."""
+"""The upload page: many files at once, status rows that poll until done, row actions; who may do what."""
 
 from __future__ import annotations
 
@@ -6,27 +6,47 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from ingest import services
-from ingest.models import Chunk, Document
-from tests.factories import CollectionFactory, StaffUserFactory, UserFactory
+from ingest.models import Chunk, Collection, Document
+from tests.factories import CollectionFactory, GroupFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+EDITORS = "editors"
+ALL_DOCUMENT_PERMISSIONS = ("view", "add", "change", "delete")
+
+
+def _editor(*actions: str, group: str = EDITORS) -> User:
+    """A staff member of `group` holding ingest's document permissions for `actions`."""
+    user = StaffUserFactory.create()
+    user.groups.add(GroupFactory.create(name=group))
+    codenames = [f"{action}_document" for action in actions]
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="ingest", codename__in=codenames)
+    )
+    return user
+
+
+def _collection(group: str = EDITORS) -> Collection:
+    collection = CollectionFactory.create()
+    collection.groups.add(GroupFactory.create(name=group))
+    return collection
 
 
 @pytest.fixture
 def staff(client: Client) -> User:
-    user = StaffUserFactory.create()
+    user = _editor(*ALL_DOCUMENT_PERMISSIONS)
     client.force_login(user)
     return user
 
 
-def _document(status: str = "queued", **fields: Any) -> Document:
+def _document(status: str = "queued", *, collection: Collection | None = None, **fields: Any) -> Document:
     document = services.document_create_from_bytes(
-        collection=CollectionFactory.create(), data=f"doc {status}".encode(), name=f"{status}.txt"
+        collection=collection or _collection(), data=f"doc {status}".encode(), name=f"{status}.txt"
     )
     Document.objects.filter(id=document.id).update(status=status, **fields)
     document.refresh_from_db()
@@ -44,7 +64,7 @@ def test_many_files_are_uploaded_at_once_and_refusals_are_explained(
     client: Client, staff: User, settings: Any
 ) -> None:
     settings.RAGSITE_MAX_UPLOAD_BYTES = 1024
-    collection = CollectionFactory.create()
+    collection = _collection()
     services.document_create_from_bytes(collection=collection, data=b"already here", name="old.txt")
     files = [
         SimpleUploadedFile("a.txt", b"First document."),
@@ -128,3 +148,67 @@ def test_actions_work_without_javascript_by_redirecting_back(client: Client, sta
 
 def test_a_document_that_does_not_exist_is_404(client: Client, staff: User) -> None:
     assert client.get("/ingest/documents/999999/").status_code == 404
+
+
+def test_a_staff_member_sees_only_documents_of_collections_they_read(client: Client) -> None:
+    mine = _document("ready", title="Our handbook")
+    theirs = _document("failed", collection=_collection("board"), title="Board minutes", error="Salary table")
+    client.force_login(_editor(*ALL_DOCUMENT_PERMISSIONS))
+
+    page = client.get("/ingest/").content.decode()
+    assert "Our handbook" in page
+    assert "Board minutes" not in page and "Salary table" not in page and theirs.collection.name not in page
+    assert client.get(f"/ingest/?collection={theirs.collection_id}").content.decode().count("<tr id=") == 0
+    assert client.get(f"/ingest/documents/{theirs.id}/").status_code == 404
+    for action in ("retry", "reindex", "delete"):
+        assert client.post(f"/ingest/documents/{theirs.id}/{action}").status_code == 404
+    assert Document.objects.filter(id=theirs.id, status="failed").exists()
+    assert client.get(f"/ingest/documents/{mine.id}/").status_code == 200
+
+
+def test_a_superuser_reads_and_manages_every_collection(client: Client) -> None:
+    theirs = _document("ready", collection=_collection("board"), title="Board minutes")
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
+    assert "Board minutes" in client.get("/ingest/").content.decode()
+    assert client.post(f"/ingest/documents/{theirs.id}/reindex").status_code == 302
+
+
+def test_the_page_needs_the_view_permission(client: Client) -> None:
+    _document("failed", error="Salary table")
+    client.force_login(_editor())
+    assert client.get("/ingest/").status_code == 403
+
+
+def test_uploading_needs_the_add_permission(client: Client) -> None:
+    collection = _collection()
+    client.force_login(_editor("view"))
+    page = client.get("/ingest/").content.decode()
+    assert 'id="upload-form"' not in page
+    response = client.post(
+        "/ingest/", {"collection": collection.id, "documents": [SimpleUploadedFile("a.txt", b"A")]}
+    )
+    assert response.status_code == 403 and not Document.objects.exists()
+
+
+def test_an_upload_into_a_collection_the_user_cannot_read_is_refused(client: Client) -> None:
+    _collection()
+    board = _collection("board")
+    client.force_login(_editor("view", "add"))
+    response = client.post(
+        "/ingest/", {"collection": board.id, "documents": [SimpleUploadedFile("a.txt", b"A")]}
+    )
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "permission"), [("retry", "change"), ("reindex", "change"), ("delete", "delete")]
+)
+def test_row_actions_need_their_permission(client: Client, action: str, permission: str) -> None:
+    failed = _document("failed", error="boom")
+    others = [name for name in ALL_DOCUMENT_PERMISSIONS if name != permission]
+    client.force_login(_editor(*others))
+    assert client.post(f"/ingest/documents/{failed.id}/{action}").status_code == 403
+    assert Document.objects.filter(id=failed.id, status="failed").exists()
+    row = client.get(f"/ingest/documents/{failed.id}/", headers={"HX-Request": "true"}).content.decode()
+    assert f"/ingest/documents/{failed.id}/{action}" not in row

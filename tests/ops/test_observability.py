@@ -134,3 +134,33 @@ def test_the_site_login_is_throttled_too(client: Client, settings: object) -> No
         client.post("/accounts/login/", {"username": "employee2", "password": "wrong"})
     locked = client.post("/accounts/login/", {"username": "employee2", "password": "pw-employee-2"})
     assert locked.status_code == 429
+
+
+@pytest.mark.django_db
+def test_status_page_shows_failures_of_readable_collections_and_the_audit_log_to_its_permission_only(
+    client: Client,
+) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    from ingest.models import Collection, Document
+
+    editors = Group.objects.create(name="status-editors")
+    mine, theirs = Collection.objects.create(name="Handbooks"), Collection.objects.create(name="Board")
+    mine.groups.set([editors])
+    for collection, error in ((mine, "Our PDF is encrypted"), (theirs, "Salary table unreadable")):
+        Document.objects.create(
+            collection=collection, file="x.pdf", original_name="x.pdf", sha256=collection.name,
+            status="failed", error=error,
+        )  # fmt: skip
+    audit_record(actor=None, action="document.delete", target=mine, details={})
+    staff = User.objects.create_user("status-staff", is_staff=True)
+    staff.groups.add(editors)
+    staff.user_permissions.set(Permission.objects.filter(codename="view_document"))
+    client.force_login(staff)
+
+    page = client.get("/ops/status/").content.decode()
+
+    assert "Our PDF is encrypted" in page and "Salary table unreadable" not in page
+    assert "document.delete" not in page
+    staff.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    assert "document.delete" in client.get("/ops/status/").content.decode()

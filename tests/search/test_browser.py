@@ -171,8 +171,11 @@ def assert_inert(page: Page) -> None:
 
 @pytest.mark.slow
 def test_staff_member_uploads_a_document_asks_and_follows_a_citation(page: Page, web: WebProcess) -> None:
+    from django.contrib.auth.models import Permission
+
     staff = make_group(name="staff")
-    make_user(username="ada", is_staff=True, groups=[staff])
+    ada = make_user(username="ada", is_staff=True, groups=[staff])
+    ada.user_permissions.set(Permission.objects.filter(codename__in=["view_document", "add_document"]))
     collection = make_collection(name="Policies", groups=[staff])
 
     log_in(page, web, "ada", next_path="/ingest/")
