@@ -10,5 +10,7 @@ from .throttle import login_failure_record
 def on_login_failed(sender: object, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
     if request is not None:
         login_failure_record(
-            ip=str(request.META.get("REMOTE_ADDR") or ""), username=str(credentials.get("username", ""))
+            ip=str(request.META.get("REMOTE_ADDR") or ""),
+            username=str(credentials.get("username", "")),
+            attempt=getattr(request, "login_attempt", None),
         )

@@ -13,7 +13,7 @@ from retrievers.selectors import retriever_list
 from search import inference
 
 from .selectors import audit_events_recent, queue_depths, workers_list
-from .throttle import login_retry_after
+from .throttle import login_attempt_begin, login_attempt_end
 
 
 def _client_ip(request: HttpRequest) -> str:
@@ -52,17 +52,26 @@ def status(request: HttpRequest) -> HttpResponse:
 
 
 def login_throttled(login_view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Refuse a login POST with 429 while its address and user name are locked out."""
+    """Refuse a login POST with 429 while its address and user name are locked out.
+
+    Each POST takes its attempt from the count before the password is checked (see ops/throttle.py); the
+    receiver of `user_login_failed` finds it on the request and keeps it as the failure.
+    """
 
     def view(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
-        if request.method == "POST":
-            retry_after = login_retry_after(
-                ip=_client_ip(request), username=str(request.POST.get("username", ""))
-            )
-            if retry_after is not None:
-                response = render(request, "ops/login_locked.html", {"retry_after": retry_after}, status=429)
-                response["Retry-After"] = str(retry_after)
-                return response
-        return login_view(request, *args, **kwargs)
+        if request.method != "POST":
+            return login_view(request, *args, **kwargs)
+        attempt, retry_after = login_attempt_begin(
+            ip=_client_ip(request), username=str(request.POST.get("username", ""))
+        )
+        if retry_after is not None:
+            response = render(request, "ops/login_locked.html", {"retry_after": retry_after}, status=429)
+            response["Retry-After"] = str(retry_after)
+            return response
+        request.login_attempt = attempt  # type: ignore[attr-defined]
+        try:
+            return login_view(request, *args, **kwargs)
+        finally:
+            login_attempt_end(attempt=attempt)
 
     return view
