@@ -66,6 +66,24 @@ def readable_chunk_ids(*, user: Any, chunk_ids: list[int]) -> set[int]:
     )
 
 
+def sources_readable_by(*, user: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored sources (SourceRef dicts) whose document `user` may read now; superusers read them all.
+
+    By document rather than chunk: a re-ingested document's sources stay readable (its chunks are new).
+    A source whose document is gone is shown to superusers only.
+    """
+    if user is not None and user.is_active and user.is_superuser:
+        return list(sources)
+    document_ids = [source.get("document_id") for source in sources]
+    readable = set(
+        Document.objects.filter(
+            id__in=[pk for pk in document_ids if isinstance(pk, int)],
+            collection_id__in=collection_ids_readable_by(user=user),
+        ).values_list("id", flat=True)
+    )
+    return [source for source in sources if source.get("document_id") in readable]
+
+
 @dataclass(frozen=True)
 class PassageBlock:
     chunk: Chunk

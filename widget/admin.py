@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from .forms import WidgetKeyForm
 from .models import WidgetExchange, WidgetKey
-from .selectors import widget_collections_grantable_by, widget_snippet
+from .selectors import widget_collections_grantable_by, widget_exchange_sources_for, widget_snippet
 from .services import (
     widget_exchange_set_feedback,
     widget_key_delete,
@@ -189,9 +189,19 @@ class WidgetExchangeAdmin(admin.ModelAdmin):
     def question_preview(self, obj: WidgetExchange) -> str:
         return obj.question if len(obj.question) <= 80 else obj.question[:79] + "…"
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        exchange = super().get_object(request, object_id, from_field)
+        if exchange is not None:
+            exchange.readable_sources = widget_exchange_sources_for(
+                user=request.user, sources=exchange.sources
+            )
+        return exchange
+
     @admin.display(description="Sources")
     def sources_list(self, obj: WidgetExchange) -> str:
-        if not obj.sources:
+        # Only what the viewer may read (see get_object); nothing when the sources were not filtered.
+        sources = getattr(obj, "readable_sources", None)
+        if not sources:
             return "—"
         return format_html(
             "<ol>{}</ol>",
@@ -200,7 +210,7 @@ class WidgetExchangeAdmin(admin.ModelAdmin):
                 "<li><strong>{}</strong> {}<br><small>{}</small></li>",
                 (
                     (source.get("title", ""), source.get("heading", ""), source.get("excerpt", ""))
-                    for source in obj.sources
+                    for source in sources
                 ),
             ),
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from ingest.models import Collection
+from ingest.models import Chunk, Collection
 
 from .models import WidgetKey
 from .tokens import TokenInvalid, derive_secret, token_verify
@@ -108,6 +108,25 @@ def widget_collections_grantable_by(*, user: Any) -> QuerySet[Collection]:
     from search.selectors import collection_ids_readable_by
 
     return Collection.objects.filter(pk__in=collection_ids_readable_by(user=user))
+
+
+def widget_exchange_sources_for(*, user: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The exchange's sources that `user` may read now; superusers read them all.
+
+    A widget source carries the passage, not its ids: it is shown when a collection the viewer may read holds
+    a passage with that very text (so a source of a since changed or deleted document is hidden).
+    """
+    from search.selectors import collection_ids_readable_by
+
+    if user is not None and user.is_active and user.is_superuser:
+        return list(sources)
+    texts = {source.get("text") for source in sources if isinstance(source.get("text"), str)}
+    readable = set(
+        Chunk.objects.filter(
+            text__in=texts, collection_id__in=collection_ids_readable_by(user=user)
+        ).values_list("text", flat=True)
+    )
+    return [source for source in sources if source.get("text") in readable]
 
 
 def widget_snippet(*, key: WidgetKey, base_url: str) -> str:

@@ -184,3 +184,52 @@ def test_deleting_a_key_is_recorded_in_the_audit_log(admin_client: Client, admin
         str(key.pk),
         key.public_id,
     )
+
+
+def test_a_staff_admin_sees_only_the_exchange_sources_of_collections_they_can_read() -> None:
+    from tests.search.factories import add_chunks, make_document
+
+    readers = Group.objects.create(name="support-readers")
+    shared = CollectionFactory.create(groups=[readers])
+    legal = CollectionFactory.create()
+    (readable,) = add_chunks(make_document(collection=shared, title="Returns policy"), "Laptops: 30 days.")
+    (hidden,) = add_chunks(make_document(collection=legal, title="Pending lawsuit"), "Settle below 2M.")
+    key, _ = make_key(collections=[shared, legal])
+    exchange = WidgetExchange.objects.create(
+        key=key,
+        question="Can a laptop be returned?",
+        answer="Yes [1].",
+        sources=[
+            {
+                "number": 1,
+                "title": "Returns policy",
+                "heading": "",
+                "excerpt": "Laptops: 30…",
+                "text": readable.text,
+            },
+            {
+                "number": 2,
+                "title": "Pending lawsuit",
+                "heading": "",
+                "excerpt": "Settle below…",
+                "text": hidden.text,
+            },
+        ],
+        status=WidgetExchange.Status.ANSWERED,
+    )
+    staff = User.objects.create_user(username="staff", is_staff=True)
+    staff.groups.set([readers])
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="widget"))
+    client = Client()
+    client.force_login(staff)
+
+    detail = client.get(f"/admin/widget/widgetexchange/{exchange.pk}/change/").content.decode()
+
+    assert "Returns policy" in detail
+    assert "Pending lawsuit" not in detail and "Settle below" not in detail
+    superuser = Client()
+    superuser.force_login(SuperuserFactory.create())
+    assert (
+        "Pending lawsuit"
+        in superuser.get(f"/admin/widget/widgetexchange/{exchange.pk}/change/").content.decode()
+    )
