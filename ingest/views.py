@@ -59,6 +59,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             "selected_collection": selected,
             "documents": documents,
             "max_upload_mb": f"{settings.RAGSITE_MAX_UPLOAD_BYTES / 2**20:,.0f} MB",
+            "max_upload_request_mb": f"{settings.RAGSITE_MAX_UPLOAD_REQUEST_BYTES / 2**20:,.0f} MB",
             "any_active": any(document.status in services.RUNNABLE for document in documents),
         },
     )

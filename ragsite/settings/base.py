@@ -44,6 +44,10 @@ RAGSITE_WEB_MAX_ACTIVE = env.int(
 RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=1000)
 RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=10.0)
 RAGSITE_WEB_RETRY_AFTER_S = env.float("RAGSITE_WEB_RETRY_AFTER_S", default=2.0)
+# Before admission (ragsite.request_body) each request's body must arrive within this many seconds, plus
+# one second per RAGSITE_WEB_BODY_MIN_RATE bytes received (a large upload over a slow line), else 408.
+RAGSITE_WEB_BODY_TIMEOUT_S = env.float("RAGSITE_WEB_BODY_TIMEOUT_S", default=10.0)
+RAGSITE_WEB_BODY_MIN_RATE = env.float("RAGSITE_WEB_BODY_MIN_RATE", default=64 * 1024)
 
 # A streaming replica takes retrieval's reads; writes and everything else stay on the primary.
 if env.str("DATABASE_REPLICA_URL", default=""):
@@ -145,6 +149,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Uploads bigger than this are refused before they are stored.
 RAGSITE_MAX_UPLOAD_BYTES = env.int("RAGSITE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+# One form with files (all the files chosen together) may be at most this big, else 413 before it is read;
+# any other request body at most DATA_UPLOAD_MAX_MEMORY_SIZE.
+RAGSITE_MAX_UPLOAD_REQUEST_BYTES = env.int(
+    "RAGSITE_MAX_UPLOAD_REQUEST_BYTES", default=4 * RAGSITE_MAX_UPLOAD_BYTES + 1024 * 1024
+)
 # Archives (DOCX, XLSX, PPTX) that unpack past this are refused as zip bombs.
 RAGSITE_MAX_UNPACKED_BYTES = env.int("RAGSITE_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
 RAGSITE_INGEST_QUEUE = env.str("RAGSITE_INGEST_QUEUE", default="ingest")
