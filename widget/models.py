@@ -25,7 +25,9 @@ class WidgetKey(models.Model):
     )
     is_enabled = models.BooleanField(default=True)
     requires_visitor_token = models.BooleanField(
-        default=False, help_text="Refuse questions without a token minted by the host site's backend."
+        default=True,
+        help_text="Refuse questions without a token minted by the host site's backend. Untick only for a "
+        "widget meant for anonymous visitors (a public help centre).",
     )
     # The signing secret is derived from SECRET_KEY and this salt (see widget/tokens.py): the database
     # alone holds nothing that can mint tokens, and a rotation replaces the salt.

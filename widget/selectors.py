@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
 from ingest.models import Chunk, Collection
@@ -85,12 +86,11 @@ async def widget_request_authorize(
         )
     else:
         visitor, visitor_is_verified = f"ip:{client_ip}", False
-    collection_ids = tuple(
-        sorted([pk async for pk in key.collections.order_by().values_list("pk", flat=True)])
-    )
+    collection_ids = await sync_to_async(widget_key_collection_ids)(key=key)
     if not collection_ids:
         raise WidgetRefused(
-            "This widget key may read no collection yet: the ragsite admin has to choose some.",
+            "This widget key may read no collection: the ragsite admin has to choose some that the key's "
+            "creator may read.",
             status=403,
             code="no_collections",
         )
@@ -101,6 +101,17 @@ async def widget_request_authorize(
         visitor=visitor,
         visitor_is_verified=visitor_is_verified,
     )
+
+
+def widget_key_collection_ids(*, key: WidgetKey) -> tuple[int, ...]:
+    """The key's collections that its creator may read now: a key never reads more than its maker.
+
+    Checked on every use: a creator who loses access to a collection, or leaves, takes the key's with them.
+    """
+    from search.selectors import collection_ids_readable_by
+
+    readable = collection_ids_readable_by(user=key.created_by)
+    return tuple(sorted(key.collections.filter(pk__in=readable).values_list("pk", flat=True)))
 
 
 def widget_collections_grantable_by(*, user: Any) -> QuerySet[Collection]:
