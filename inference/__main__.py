@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 
-from inference.config import Settings
+from inference.config import ConfigError, Settings
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"inference: {exc}") from None
     uvicorn.run(
         "inference.app:create_app",
         factory=True,

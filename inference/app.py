@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference import chat
+from inference.auth import ApiKeyMiddleware
 from inference.backends.base import ChatEngine
 from inference.batching import AdmissionGate, EmbeddingBatcher, QueueFull, Reservation
 from inference.cancellation import ClientDisconnected, run_for_client
@@ -73,6 +74,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "Invalid request",
+        401: "Missing or invalid API key (`Authorization: Bearer <key>`, one of INFERENCE_API_KEYS)",
         404: "Unknown model",
         408: "The request body did not arrive within the deadline",
         413: "Request body too large",
@@ -332,6 +334,8 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ShedLoadMiddleware)
+    # Outside the load shedding, so that a request without a key reserves no queue room.
+    app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     install_error_handlers(app, metrics)
     install_routes(app)
@@ -516,7 +520,7 @@ def install_routes(app: FastAPI) -> None:
         """Prometheus metrics."""
         return Response(generate_latest(service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", response_model=ModelList, tags=["openai"])
+    @app.get("/v1/models", response_model=ModelList, tags=["openai"], responses={401: ERROR_RESPONSES[401]})
     async def list_models(request: Request) -> ModelList:
         """The models this service serves."""
         return ModelList(data=model_cards(service(request)))

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.auth import is_loopback
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
@@ -91,6 +93,10 @@ class Settings:
     chat_max_active: int = 4
     chat_max_queue: int = 16
     chat_timeout_s: float = 300.0
+    # Bearer keys a client must present (inference.auth); required to listen on a non-loopback address.
+    api_keys: tuple[str, ...] = ()
+    # When set, /metrics is served to whoever presents it (else to loopback only), as the web app's.
+    metrics_token: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,8 +104,17 @@ class Settings:
         chat_engine = _env_str("INFERENCE_CHAT_ENGINE", "llamacpp").lower()
         if chat_engine not in {"none", "llamacpp", "vllm"}:
             raise ConfigError(f"INFERENCE_CHAT_ENGINE must be none, llamacpp or vllm, got {chat_engine!r}")
+        host = _env_str("INFERENCE_HOST", "127.0.0.1")
+        api_keys = tuple(
+            key.strip() for key in os.environ.get("INFERENCE_API_KEYS", "").split(",") if key.strip()
+        )
+        if not api_keys and not is_loopback(host):
+            raise ConfigError(
+                f"INFERENCE_HOST={host} is not a loopback address: set INFERENCE_API_KEYS (comma-separated "
+                "bearer keys) before serving the API to other machines."
+            )
         return cls(
-            host=_env_str("INFERENCE_HOST", "127.0.0.1"),
+            host=host,
             port=_env_int("INFERENCE_PORT", 8001, minimum=0),
             backlog=_env_int("INFERENCE_BACKLOG", 4096, minimum=1),
             keep_alive_s=_env_int("INFERENCE_KEEP_ALIVE_S", 30, minimum=1),
@@ -120,4 +135,6 @@ class Settings:
             chat_max_active=_env_int("INFERENCE_CHAT_MAX_ACTIVE", 4, minimum=1),
             chat_max_queue=_env_int("INFERENCE_CHAT_MAX_QUEUE", 16, minimum=0),
             chat_timeout_s=_env_float("INFERENCE_CHAT_TIMEOUT_S", 300.0, minimum=0.001),
+            api_keys=api_keys,
+            metrics_token=os.environ.get("INFERENCE_METRICS_TOKEN", "").strip(),
         )

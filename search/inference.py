@@ -63,11 +63,17 @@ def _timeout() -> httpx.Timeout:
 
 
 def _headers(request_id: str | None = None) -> dict[str, str]:
-    """Carry the request id of the question being served to the model's logs."""
+    """The API key (INFERENCE_API_KEY), and the id of the request being served for the model's logs."""
     from ops.context import request_id_get
 
+    headers = {}
+    api_key = str(settings.INFERENCE_API_KEY)
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     request_id = request_id or request_id_get()
-    return {"X-Request-ID": request_id} if request_id else {}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
 
 
 def _client(url: str) -> httpx.Client:
@@ -205,7 +211,7 @@ async def _chat_model(url: str) -> str:
     if configured:
         return configured
     if url not in _chat_models:
-        response = await _async_client(url).get("/v1/models", timeout=5.0)
+        response = await _async_client(url).get("/v1/models", timeout=5.0, headers=_headers())
         _raise_for_response(response)
         chat = [
             item["id"]

@@ -76,6 +76,8 @@ CELERY_TASK_ROUTES = {
 }
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
+# The bearer key the web app and workers present to the inference API (one of its INFERENCE_API_KEYS).
+INFERENCE_API_KEY = env.str("INFERENCE_API_KEY", default="")
 # How long a call to the inference API may wait for its answer to begin (then the model counts as busy).
 INFERENCE_TIMEOUT_S = env.float("INFERENCE_TIMEOUT_S", default=60.0)
 

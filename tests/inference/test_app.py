@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import math
+import os
+import socket
 import struct
+import subprocess
+from pathlib import Path
 
 import httpx
+import pytest
 
+from ragsite.devstack import free_port
 from tests.inference.conftest import StartService
 from tests.inference.helpers import MODEL, assert_openai_error, max_abs_difference
-from tests.processes import InferenceProcess
+from tests.processes import ROOT, InferenceProcess
 
 
 def test_health_readiness_models_and_openapi(client: httpx.Client) -> None:
@@ -135,3 +142,115 @@ def test_each_api_request_is_logged_with_the_callers_request_id(
     assert lines, embedding_service.log()[-2000:]
     entry = json.loads(lines[-1])
     assert (entry["path"], entry["status"], entry["request_id"]) == ("/v1/embeddings", 200, "q-0123456789ab")
+
+
+API_KEYS = ("first-key-0123456789", "second-key-9876543210")
+
+
+def test_with_api_keys_every_endpoint_but_health_and_readiness_needs_one(start_service: StartService) -> None:
+    """INFERENCE_API_KEYS, like vLLM's and TEI's --api-key: any of them, as a bearer token."""
+    service = start_service(INFERENCE_API_KEYS=",".join(API_KEYS))
+    body = {"model": MODEL, "input": "hello"}
+    with httpx.Client(base_url=service.url, timeout=60) as http:
+        assert http.get("/healthz").status_code == 200 and http.get("/readyz").status_code == 200
+        refused = [
+            http.post("/v1/embeddings", json=body, headers=headers)
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-key"},
+                {"Authorization": API_KEYS[0]},
+                {"Authorization": f"Basic {API_KEYS[0]}"},
+                {"Authorization": f"Bearer {API_KEYS[0][:-1]}"},
+                {"Authorization": f"Bearer {API_KEYS[0]}x"},
+            )
+        ]
+        for response in refused:
+            assert assert_openai_error(response, 401)["code"] == "invalid_api_key"
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert http.get("/v1/models").status_code == 401
+        assert http.get("/openapi.json").status_code == 401
+        for key in API_KEYS:
+            served = http.post("/v1/embeddings", json=body, headers={"Authorization": f"Bearer {key}"})
+            assert served.status_code == 200
+        authorized = {"Authorization": f"Bearer {API_KEYS[1]}"}
+        paths = http.get("/openapi.json", headers=authorized).json()["paths"]
+        assert "401" in paths["/v1/embeddings"]["post"]["responses"]
+        assert "401" in paths["/v1/chat/completions"]["post"]["responses"]
+        # /metrics follows the web app's rule: loopback, or the metrics token when one is set.
+        assert http.get("/metrics").status_code == 200
+
+
+def test_a_metrics_token_is_then_needed_for_metrics_even_over_loopback(start_service: StartService) -> None:
+    service = start_service(INFERENCE_METRICS_TOKEN="metrics-token-123")
+    with httpx.Client(base_url=service.url, timeout=60) as http:
+        assert http.get("/metrics").status_code == 403
+        assert http.get("/metrics", headers={"Authorization": "Bearer metrics-token-12"}).status_code == 403
+        assert http.get("/metrics", headers={"Authorization": "Bearer metrics-token-123"}).status_code == 200
+        assert http.get("/v1/models").status_code == 200  # no INFERENCE_API_KEYS, and over loopback
+
+
+def test_without_api_keys_only_loopback_connections_are_served(inference_logs: Path) -> None:
+    """Plain uvicorn bound to every address, no keys: what arrives on another address is refused."""
+    outside = _non_loopback_address()
+    if outside is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    port = free_port()
+    log_path = inference_logs / f"inference-{port}.log"
+    command = [str(ROOT / ".venv-inference" / "bin" / "python"), "-m", "uvicorn", "--factory"]
+    command += ["inference.app:create_app", "--host", "0.0.0.0", "--port", str(port), "--no-access-log"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFERENCE_CHAT_ENGINE": "none", "PYTHONPATH": str(ROOT)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = InferenceProcess(process=process, log_path=log_path, port=port)
+    try:
+        server.wait_ready(timeout=180)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 200
+        assert httpx.get(f"http://{outside}:{port}/healthz", timeout=10).status_code == 200
+        error = assert_openai_error(httpx.get(f"http://{outside}:{port}/v1/models", timeout=10), 401)
+        assert "INFERENCE_API_KEYS" in str(error["message"])
+    finally:
+        server.stop()
+
+
+def _non_loopback_address() -> str | None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_the_service_refuses_to_start_on_a_non_loopback_address_without_api_keys(
+    inference_logs: Path,
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "INFERENCE_CHAT_ENGINE": "none",
+        "INFERENCE_HOST": "0.0.0.0",
+        "INFERENCE_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("INFERENCE_API_KEYS", None)
+    log_path = inference_logs / f"inference-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv-inference" / "bin" / "python"), "-m", "inference"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    server = InferenceProcess(process=process, log_path=log_path, port=port)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the service started on 0.0.0.0 without INFERENCE_API_KEYS")
+    finally:
+        server.stop()
+    assert process.returncode != 0
+    assert "INFERENCE_API_KEYS" in server.log()

@@ -45,3 +45,20 @@ def test_a_bad_value_is_a_config_error_naming_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         Settings.from_env()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "inference.internal"])
+def test_a_non_loopback_address_needs_api_keys(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("INFERENCE_HOST", host)
+    monkeypatch.delenv("INFERENCE_API_KEYS", raising=False)
+    with pytest.raises(ConfigError, match="INFERENCE_API_KEYS"):
+        Settings.from_env()
+    monkeypatch.setenv("INFERENCE_API_KEYS", " key-one , ,key-two ")
+    assert Settings.from_env().api_keys == ("key-one", "key-two")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_a_loopback_address_needs_no_api_keys(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("INFERENCE_HOST", host)
+    monkeypatch.delenv("INFERENCE_API_KEYS", raising=False)
+    assert Settings.from_env().api_keys == ()
