@@ -25,7 +25,7 @@ from search.inference import embed as inference_embed
 
 from .chunking import ChunkDraft, chunk_document
 from .models import Chunk, Collection, Document
-from .parsers import Limits, ParseError, parse
+from .parsers import Limits, ParseError, parse, title_from_filename
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def document_ingest(*, document_id: int) -> None:
             document_id,
             status=Status.EMBEDDING,
             progress=10,
-            title=document.title or title,
+            title=_title_kept(document) or title,
             content_type=content_type,
         )
         generation = document.generation + 1
@@ -336,6 +336,13 @@ def document_ingest(*, document_id: int) -> None:
             document_mark_failed(document_id=document_id, message=exc.message)
             return
         document_generation_activate(document=document, generation=generation)
+
+
+def _title_kept(document: Document) -> str:
+    """The stored title if someone chose it; one made from the file name gives way to the file's own."""
+    if document.title == title_from_filename(document.original_name):
+        return ""
+    return document.title
 
 
 def _parse_and_chunk(document: Document) -> tuple[list[ChunkDraft], str, str]:

@@ -35,6 +35,7 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     stack: list[tuple[int, str]] = []
     paragraphs: list[str] = []
     title = (document.core_properties.title or "").strip()
+    first_heading = ""
 
     def flush() -> None:
         if paragraphs:
@@ -63,9 +64,10 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, re.sub(r"\s+", " ", text)))
+        first_heading = first_heading or stack[-1][1]
     flush()
     return ParsedDocument(
-        title=title or title_from_filename(filename),
+        title=title or first_heading or title_from_filename(filename),
         content_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         sections=sections,
     )

@@ -60,6 +60,11 @@ def _clean(text: str) -> str:
     return re.sub(r"[ \t\r\f\v]+", " ", re.sub(r"\s*\n\s*", "\n", text)).strip()
 
 
+def _heading(tag: Tag) -> str:
+    # A pilcrow left at the end is a permalink of a generator other than Sphinx's (which `parse` drops).
+    return _clean(tag.get_text(" ")).rstrip("¶").rstrip()
+
+
 class _Walker:
     def __init__(self) -> None:
         self.sections: list[Section] = []
@@ -91,7 +96,7 @@ class _Walker:
             if not isinstance(child, Tag):
                 continue
             if child.name in _HEADINGS:
-                title = _clean(child.get_text(" "))
+                title = _heading(child)
                 if title:
                     self.end_section()
                     level = _HEADINGS[child.name]
@@ -122,6 +127,9 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
         tag.decompose()
     for tag in soup.select("[hidden]"):
         tag.decompose()
+    # Sphinx's and MkDocs' permalinks ("¶" after each heading, caption and API signature) are not text.
+    for tag in soup.select("a.headerlink"):
+        tag.decompose()
     root = soup.find("main") or soup.select_one('[role="main"]') or soup.find("article") or soup.body or soup
     walker = _Walker()
     if isinstance(root, Tag):
@@ -129,7 +137,7 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     walker.end_section()
     if not title:
         h1 = soup.find("h1")
-        title = _clean(h1.get_text(" ")) if h1 else ""
+        title = _heading(h1) if isinstance(h1, Tag) else ""
     return ParsedDocument(
         title=title or title_from_filename(filename), content_type="text/html", sections=walker.sections
     )

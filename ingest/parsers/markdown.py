@@ -9,7 +9,8 @@ from . import Limits, ParsedDocument, Section, decode_text, title_from_filename
 _ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
-_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+_FRONT_MATTER_TITLE = re.compile(r"^title:\s*(.+?)\s*$", re.MULTILINE)
 
 
 def _heading_text(raw: str) -> str:
@@ -20,14 +21,20 @@ def _heading_text(raw: str) -> str:
 
 def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     source = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
-    source = _FRONT_MATTER.sub("", source)
+    front_matter = _FRONT_MATTER.match(source)
+    metadata_title = ""
+    if front_matter:
+        found = _FRONT_MATTER_TITLE.search(front_matter.group(1))
+        metadata_title = found.group(1).strip("\"'").strip() if found else ""
+        source = source[front_matter.end() :]
     lines = source.split("\n")
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     body: list[str] = []
     in_fence: str | None = None
-    # A level-1 heading that opens the file is the document's title.
+    # A level-1 heading that opens the file is the document's title; failing one, the first heading.
     document_title = ""
+    first_heading = ""
 
     def flush() -> None:
         text = "\n".join(body).strip()
@@ -36,9 +43,10 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
         body.clear()
 
     def open_heading(level: int, title: str) -> None:
-        nonlocal document_title
+        nonlocal document_title, first_heading
         if level == 1 and not document_title and not sections and not "".join(body).strip():
             document_title = title
+        first_heading = first_heading or title
         flush()
         while stack and stack[-1][0] >= level:
             stack.pop()
@@ -70,5 +78,7 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     flush()
 
     return ParsedDocument(
-        title=document_title or title_from_filename(filename), content_type="text/markdown", sections=sections
+        title=metadata_title or document_title or first_heading or title_from_filename(filename),
+        content_type="text/markdown",
+        sections=sections,
     )

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from io import BytesIO
+from typing import Any
 
-from pypdf import PdfReader
+from pypdf import PageObject, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from . import Limits, ParsedDocument, ParseError, Section, title_from_filename
 
 _DAMAGED = "The PDF is damaged or incomplete ({detail}). Export or download it again and re-upload it."
+# Titles that PDF writers fill in by themselves, which name no document.
+_PLACEHOLDER_TITLE = re.compile(
+    r"^(untitled.*|document\d*|microsoft (word|powerpoint) - .*|.*\.(docx?|pptx?|tex|dvi|pdf|txt))$",
+    re.IGNORECASE,
+)
+# The first page's largest text is its heading only if it is this much larger than most of the rest.
+HEADING_SIZE_RATIO = 1.2
+MAX_TITLE_CHARS = 200
 
 
 def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
@@ -31,7 +43,7 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
             Section(text=page.extract_text() or "", page=number)
             for number, page in enumerate(reader.pages, start=1)
         ]
-        title = str(reader.metadata.get("/Title") or "") if reader.metadata else ""
+        title = _metadata_title(reader) or (_first_page_heading(reader.pages[0]) if reader.pages else "")
     except ParseError:
         raise
     except FileNotDecryptedError as exc:
@@ -41,6 +53,41 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     return ParsedDocument(
         title=title or title_from_filename(filename), content_type="application/pdf", sections=sections
     )
+
+
+def _metadata_title(reader: PdfReader) -> str:
+    title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
+    return "" if _PLACEHOLDER_TITLE.match(title) else title
+
+
+def _first_page_heading(page: PageObject) -> str:
+    """The first page's largest text (its first run of lines in that size), if it stands out from the rest."""
+    runs: list[tuple[float, str]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], font: Any, font_size: float) -> None:
+        if text.strip():
+            # The size on the page: the font size scaled by the text and current transformation matrices.
+            scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
+            runs.append((round(font_size * (scale or 1), 1), text.strip()))
+
+    page.extract_text(visitor_text=visit)
+    if not runs:
+        return ""
+    sizes: Counter[float] = Counter()
+    for size, text in runs:
+        sizes[size] += len(text)
+    largest = max(sizes)
+    del sizes[largest]
+    if not sizes or largest < HEADING_SIZE_RATIO * sizes.most_common(1)[0][0]:
+        return ""
+    first = next(index for index, (size, _) in enumerate(runs) if size == largest)
+    lines = []
+    for size, text in runs[first:]:
+        if size != largest:
+            break
+        lines.append(text)
+    heading = " ".join(lines)[:MAX_TITLE_CHARS]
+    return heading if re.search(r"[^\W\d_]{2}", heading) else ""  # words, not a big page number
 
 
 def _unlock(reader: PdfReader) -> bool:

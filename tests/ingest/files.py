@@ -12,13 +12,18 @@ from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
 
-def pdf_bytes(pages: list[str], *, title: str = "") -> bytes:
+def pdf_bytes(pages: list[str], *, title: str = "", heading: str = "") -> bytes:
+    """`pages` in 12 pt; metadata title `title`; the first page opens with `heading` in 24 pt."""
     pdf = FPDF()
     pdf.set_font("Helvetica", size=12)
     if title:
         pdf.set_title(title)
-    for text in pages:
+    for number, text in enumerate(pages):
         pdf.add_page()
+        if heading and number == 0:
+            pdf.set_font("Helvetica", size=24)
+            pdf.multi_cell(0, 12, heading, new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=12)
         pdf.multi_cell(0, 8, text)
     return bytes(pdf.output())
 

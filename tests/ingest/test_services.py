@@ -221,3 +221,28 @@ def test_a_move_into_a_collection_that_holds_the_same_content_is_refused() -> No
     with pytest.raises(services.DocumentDuplicate, match="already in “Policies”"):
         services.document_move(document=document, collection=new)
     assert Document.objects.get(id=document.id).collection_id == old.id
+
+
+def test_ingestion_titles_a_document_from_its_content_and_keeps_a_chosen_title(
+    embedding_server: Any, settings: Any
+) -> None:
+    """A title made from the file name (an older parser's) gives way on re-index; one a person chose stays."""
+    from search import inference
+
+    settings.INFERENCE_URL = embedding_server.url
+    inference.clients_reset()
+    manual = _upload(
+        CollectionFactory.create(), data=b"# Camping Gear Guide\n\nTents sleep four.\n", name="gear-v2.md"
+    )
+    chosen = _upload(
+        CollectionFactory.create(), data=b"# Camping Gear Guide\n\nTents sleep four.\n", name="b.md"
+    )
+    Document.objects.filter(id=manual.id).update(title="gear v2")
+    Document.objects.filter(id=chosen.id).update(title="Gear (2024 edition)")
+    try:
+        for document in (manual, chosen):
+            services.document_ingest(document_id=document.id)
+    finally:
+        inference.clients_reset()
+    titles = dict(Document.objects.values_list("id", "title"))
+    assert (titles[manual.id], titles[chosen.id]) == ("Camping Gear Guide", "Gear (2024 edition)")
