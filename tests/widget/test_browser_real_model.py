@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,32 +108,19 @@ def test_a_real_model_answers_through_the_widget_on_another_origin_from_the_keys
         question = "How many days do customers have to return a laptop?"
         ask(page, question)
         panel = page.get_by_role("dialog", name="Ask ragsite")
+        # The widget asks only once its config has arrived, and the first config of a cold web process can
+        # take longer than typing the question: until then the Ask button is still enabled. Wait for the
+        # question to be in the log (the exchange has begun), then for the button to come back (it ended).
+        expect(panel.locator(".q", has_text=question)).to_be_visible(timeout=60_000)
         send = panel.get_by_role("button", name="Ask", exact=True)
         expect(send).to_be_enabled(timeout=900_000)
         answers = page.evaluate("() => window.__answers")
-        if not (len(answers) >= 2 and answers[-1].strip()):
-            # Seen once in about a dozen suite runs: the first exchange ended before its first token (the
-            # model request was dropped after 87 ms), cause not found yet. Say what the page showed, ask once
-            # more, and require that answer to stream.
-            exchange = WidgetExchange.objects.filter(key=key).order_by("-id").first()
-            warnings.warn(
-                f"first widget exchange had no streamed answer: {answers}; panel: {panel.inner_text()!r}; "
-                f"exchange: {exchange and (exchange.status, exchange.error)}; "
-                f"web log: {real_web.log()[-2000:]}",
-                stacklevel=1,
-            )
-            page.evaluate(f"() => {{ window.__answers = ({RECORD_ANSWER_TEXTS})(); }}")
-            box = page.get_by_label("Your question")
-            box.fill(question)
-            box.press("Enter")
-            expect(send).to_be_enabled(timeout=900_000)
-            answers = page.evaluate("() => window.__answers")
         assert len(answers) >= 2 and answers[-1].strip(), f"no streamed answer: {answers}"
         expect(panel.get_by_text("Returns policy", exact=False).first).to_be_visible()
         screenshot(page, "widget-real-model")
         assert "finance director" not in panel.inner_text()
         assert "Finance handbook" not in panel.inner_text()
-        exchange = WidgetExchange.objects.filter(key=key).latest("id")
+        exchange = WidgetExchange.objects.get(key=key)  # the first exchange, and the only one
         assert exchange.status == WidgetExchange.Status.ANSWERED, exchange.answer
         assert exchange.answer.strip()
         assert all("finance director" not in str(source) for source in exchange.sources)
