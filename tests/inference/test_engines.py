@@ -142,11 +142,103 @@ def test_create_engine_none_and_unknown() -> None:
 
 
 def test_engine_options_come_from_the_environment() -> None:
-    """INFERENCE_CHAT_* settings reach the engine that takes them and no other."""
+    """`none` builds no engine whatever INFERENCE_CHAT_* says; an unknown engine name is refused."""
     env = {"INFERENCE_CHAT_ENGINE": "none", "INFERENCE_CHAT_THREADS": "3"}
     assert create_engine_from_env(env) is None
     with pytest.raises(ValueError):
         create_engine_from_env({"INFERENCE_CHAT_ENGINE": "tgi"})
+
+
+# Builds the chat engine as the service's lifespan does (Settings.from_env, then default_chat_engine), starts
+# it, and reports what llama.cpp itself was given, as one JSON line.
+ENGINE_AS_CONFIGURED = """
+import asyncio, json
+import llama_cpp
+from inference.app import default_chat_engine
+from inference.backends import EngineOverloaded
+from inference.backends.base import ChatMessage, SamplingParams
+from inference.config import Settings
+
+async def main():
+    engine = default_chat_engine(Settings.from_env())
+    await engine.start()
+    try:
+        ctx = engine._llm.ctx
+        counting = [ChatMessage("user", "Count to 50.")]
+        first = engine.generate(request_id="a", messages=counting, params=SamplingParams(max_tokens=8))
+        await anext(first)
+        second = engine.generate(
+            request_id="b", messages=[ChatMessage("user", "Hi")], params=SamplingParams(max_tokens=2)
+        )
+        try:
+            await anext(second)
+            refused = False
+        except EngineOverloaded:
+            refused = True
+        await first.aclose()
+        print("ENGINE " + json.dumps({
+            "model_name": engine.model_name,
+            "context_tokens": engine.context_tokens,
+            "n_ctx": llama_cpp.llama_n_ctx(ctx),
+            "n_threads": llama_cpp.llama_n_threads(ctx),
+            "n_threads_batch": llama_cpp.llama_n_threads_batch(ctx),
+            "prompt_format": engine.prompt_format,
+            "chat_template_used": engine._formatter is not None,
+            "llama_kwargs": sorted(engine._llama_kwargs),
+            "second_refused": refused,
+        }))
+    finally:
+        await engine.stop()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_inference_chat_settings_reach_the_llamacpp_engine() -> None:
+    """INFERENCE_CHAT_* settings reach the engine that takes them and no other: llama.cpp, with the packaged
+    model, runs with the threads and context it was told, names itself and queues as told; vLLM's own
+    settings never reach it."""
+    spec = ENGINES["llamacpp"]
+    for need in (spec["python"], spec["model"]):
+        if not Path(need).exists():
+            pytest.fail(f"{need} is missing: `make test` installs it (mk/engines.mk)")
+    threads = (os.cpu_count() or 1) + 1  # not the default (every core), so only the setting can give it
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+        "INFERENCE_CHAT_ENGINE": "llamacpp",
+        "INFERENCE_CHAT_MODEL": "",  # the packaged default model
+        "INFERENCE_CHAT_THREADS": str(threads),
+        "INFERENCE_CHAT_CONTEXT": "512",  # not the default 4096
+        "INFERENCE_CHAT_MODEL_NAME": "helpdesk-chat",
+        "INFERENCE_CHAT_MAX_WAITING": "0",
+        "INFERENCE_CHAT_PROMPT_FORMAT": "completion",
+        # vLLM's own: Llama() would swallow them unnoticed (it takes **kwargs), so they must not be passed.
+        "INFERENCE_CHAT_MAX_SEQS": "3",
+        "INFERENCE_VLLM_TP": "2",
+        "INFERENCE_VLLM_ENFORCE_EAGER": "1",
+    }
+    proc = subprocess.run(
+        [str(spec["python"]), "-c", ENGINE_AS_CONFIGURED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ENGINE ")]
+    assert proc.returncode == 0 and lines, (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
+    got = json.loads(lines[-1].removeprefix("ENGINE "))
+    assert got["n_threads"] == threads and got["n_threads_batch"] == threads
+    assert got["context_tokens"] == 512 and got["n_ctx"] == 512
+    assert got["model_name"] == "helpdesk-chat"
+    assert got["prompt_format"] == "completion" and not got["chat_template_used"]
+    assert got["second_refused"], "INFERENCE_CHAT_MAX_WAITING=0: a second request must be refused"
+    assert got["llama_kwargs"] == []
 
 
 def test_completion_prompt_for_base_models_ends_with_the_assistant_turn() -> None:
