@@ -356,6 +356,7 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
             model_id=settings.embedding_model_id,
             torch_threads=settings.torch_threads,
             packed=settings.embedding_packed,
+            stall_timeout_s=settings.encoder_stall_timeout_s,
         )
         rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
         engine = make_chat_engine(settings)
@@ -410,6 +411,7 @@ async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
         model_id=model_id,
         torch_threads=state.settings.torch_threads,
         packed=state.settings.embedding_packed,
+        stall_timeout_s=state.settings.encoder_stall_timeout_s,
     )
     rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
     loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))

@@ -86,6 +86,8 @@ class Settings:
     embedding_max_batch_tokens: int = 16384
     embedding_max_queue: int = 512
     embedding_max_inputs: int = 256
+    # An encoder process that answers no batch within this long is killed and started again.
+    encoder_stall_timeout_s: float = 120.0
     request_timeout_s: float = 30.0
     max_body_bytes: int = 2 * 1024 * 1024
     chat_engine: str = "llamacpp"
@@ -128,6 +130,7 @@ class Settings:
             embedding_max_batch_tokens=_env_int("INFERENCE_EMBEDDING_MAX_BATCH_TOKENS", 16384, minimum=256),
             embedding_max_queue=_env_int("INFERENCE_EMBEDDING_MAX_QUEUE", 512, minimum=1),
             embedding_max_inputs=_env_int("INFERENCE_EMBEDDING_MAX_INPUTS", 256, minimum=1),
+            encoder_stall_timeout_s=_env_float("INFERENCE_ENCODER_STALL_TIMEOUT_S", 120.0, minimum=0.001),
             request_timeout_s=_env_float("INFERENCE_REQUEST_TIMEOUT_S", 30.0, minimum=0.001),
             max_body_bytes=_env_int("INFERENCE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
             chat_engine=chat_engine,
