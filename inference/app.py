@@ -116,6 +116,8 @@ class ServiceState:
     embedder: EncoderProcess | None = None
     batcher: EmbeddingBatcher | None = None
     chat_engine: ChatEngine | None = None
+    # What is loading now, for /readyz to say.
+    loading: str = "the embedding model"
     load_error: str | None = None
     # Registered retrievers (RAGSITE_RETRIEVERS_DIR/<model id>/), loaded on first use.
     retrievers: dict[str, LoadedEmbedder] = field(default_factory=dict)
@@ -356,12 +358,16 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
             model_id=settings.embedding_model_id,
             torch_threads=settings.torch_threads,
             packed=settings.embedding_packed,
-            stall_timeout_s=settings.encoder_stall_timeout_s,
         )
         rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
+        state.loading = f"the chat engine ({settings.chat_engine})"
         engine = make_chat_engine(settings)
         if engine is not None:
-            await engine.start()
+            try:
+                await engine.start()  # loads off the event loop
+            except BaseException:
+                await engine.stop()
+                raise
     except Exception as exc:
         logger.exception("loading the models failed")
         state.load_error = f"{type(exc).__name__}: {exc}"
@@ -411,7 +417,6 @@ async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
         model_id=model_id,
         torch_threads=state.settings.torch_threads,
         packed=state.settings.embedding_packed,
-        stall_timeout_s=state.settings.encoder_stall_timeout_s,
     )
     rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
     loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))
@@ -570,7 +575,9 @@ def model_not_ready(message: str) -> ApiError:
 
 def not_ready(state: ServiceState) -> ApiError:
     return model_not_ready(
-        f"The models failed to load: {state.load_error}" if state.load_error else "The models are loading."
+        f"The models failed to load: {state.load_error}"
+        if state.load_error
+        else f"The models are loading: now {state.loading}."
     )
 
 

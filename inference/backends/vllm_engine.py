@@ -6,7 +6,9 @@ lifespan or under `if __name__ == "__main__"`: vLLM may start worker processes t
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,13 @@ class VllmEngine:
         }
         self._engine: Any = None
         self._tokenizer: Any = None
+        # Guards `_engine` and `_stopped` between `stop` and a load still running on its thread.
+        self._lock = threading.Lock()
+        self._stopped = False
 
-    async def start(self) -> None:
-        # In-process engine core: starts in seconds rather than minutes, and needs no spawn-safe main.
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    def engine_args(self) -> Any:
+        """vLLM's AsyncEngineArgs for this engine, with this machine's defaults (imports vLLM)."""
         from vllm import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
 
         args = dict(self._engine_args)
         cpu = _on_cpu()
@@ -71,21 +74,41 @@ class VllmEngine:
             args["gpu_memory_utilization"] = 0.3 if cpu else 0.9
         if args["enforce_eager"] is None:
             args["enforce_eager"] = cpu
-        self._engine = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(
-                model=self.model_path,
-                served_model_name=[self.model_name],
-                max_model_len=self.context_tokens,
-                disable_log_stats=True,
-                **args,
-            )
+        return AsyncEngineArgs(
+            model=self.model_path,
+            served_model_name=[self.model_name],
+            max_model_len=self.context_tokens,
+            disable_log_stats=True,
+            **args,
         )
-        self._tokenizer = self._engine.get_tokenizer()
+
+    async def start(self) -> None:
+        # Importing vLLM, loading the weights and (on GPU) capturing CUDA graphs take seconds to minutes:
+        # on a thread, so that the service's event loop answers /healthz and /readyz meanwhile.
+        await asyncio.to_thread(self._load)
+        if self._engine is None:
+            raise RuntimeError("the vLLM engine was stopped while it loaded")
+
+    def _load(self) -> None:
+        # In-process engine core: starts in seconds rather than minutes, and needs no spawn-safe main.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # Built off the event loop, AsyncLLM starts its output handler on the loop at the first request.
+        engine = AsyncLLM.from_engine_args(self.engine_args())
+        with self._lock:
+            if not self._stopped:
+                self._engine = engine
+                self._tokenizer = engine.get_tokenizer()
+                return
+        engine.shutdown()  # the service stopped while this loaded: its engine core must not outlive it
 
     async def stop(self) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        with self._lock:
+            self._stopped = True
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
