@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from ingest.models import Chunk, Collection
-from search.models import Feedback
+from search.models import Feedback, LexemeFrequency
 from search.retrieval import (
     DEFAULT_CANDIDATES,
     DEFAULT_DENSE_WEIGHT,
@@ -27,6 +27,7 @@ __all__ = [
     "chunk_search",
     "collection_ids_readable_by",
     "feedback_list",
+    "lexeme_frequencies",
 ]
 
 
@@ -102,3 +103,10 @@ def feedback_list(*, rating: str | None = None, since: datetime | None = None) -
     if since is not None:
         feedback = feedback.filter(updated_at__gte=since)
     return feedback
+
+
+def lexeme_frequencies(*, lexemes: Sequence[str]) -> tuple[dict[str, int], int]:
+    """How many chunks hold each of `lexemes` (absent ones are left out), and how many chunks there are."""
+    wanted = set(lexemes) | {LexemeFrequency.ALL_CHUNKS}
+    counts = dict(LexemeFrequency.objects.filter(lexeme__in=wanted).values_list("lexeme", "chunks"))
+    return counts, int(counts.pop(LexemeFrequency.ALL_CHUNKS, 0))

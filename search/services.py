@@ -7,7 +7,7 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from django.conf import settings
@@ -18,9 +18,10 @@ from pgvector.django import CosineDistance
 from ingest.models import Chunk
 from ragsite.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
-from search import inference, prompting
+from search import answers, grounding, inference, prompting, textual
+from search.grounding import TermWeights
 from search.models import Conversation, Feedback, Message
-from search.selectors import RetrievedChunk, chunk_search
+from search.selectors import RetrievedChunk, chunk_search, lexeme_frequencies
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,20 @@ NOT_FOUND_ANSWER = (
     "Try other words, or ask an administrator whether the right documents are uploaded."
 )
 EXCERPT_CHARS = 300
+# The answer service reads at most this much of a question (the ask form and the widget refuse longer ones).
+MAX_QUESTION_CHARS = 2000
+# Of a longer question only this much is embedded: all-MiniLM-L6-v2 reads at most 256 tokens, and 600
+# characters stay below that even at 2.5 characters a token (code, numbers).
+EMBED_QUESTION_CHARS = 600
 
 
 @dataclass(frozen=True)
 class SourceRef:
-    """A passage given to the model as `[number]`; `excerpt` is a short, plain-text preview of `text`."""
+    """A passage given to the model as `[number]`; `excerpt` is a short, plain-text preview of `text`.
+
+    `cited` marks a passage the final answer cites; `highlight_start`/`highlight_end` (offsets into `text`)
+    mark the sentence an extractive answer quotes from it.
+    """
 
     number: int
     chunk_id: int
@@ -45,29 +55,43 @@ class SourceRef:
     text: str
     char_start: int
     char_end: int
+    cited: bool = False
+    highlight_start: int | None = None
+    highlight_end: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceRef:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        return cls(**{name: data[name] for name in fields if name in data})
 
 
 @dataclass(frozen=True)
 class AnswerEvent:
-    """One step of an answer: its sources, a piece of its text, a busy wait, a failure, or its end.
+    """One step of an answer: its sources, its extractive answer, a piece of its text, a busy wait, a
+    failure, or its end.
 
-    `text` is the token for "token", a person-readable message for "busy" and "error", the whole answer
-    for "done", and for "sources" the question as searched (a follow-up rewritten to stand alone).
-    "sources" comes once, before any token; "busy" may come before or after it; "error" or "done" ends
-    the stream.
+    `text` is the token for "token", a person-readable message for "busy" and "error", the extractive answer
+    for "extract" (its `sources` are the quoted sentences' passages, with the sentence highlighted), the final
+    answer for "done" (its `sources` cited first, marked `cited`; none for a refusal, which sets `refused`),
+    and for "sources" the question as searched (a follow-up rewritten to stand alone). "sources" comes once,
+    before "extract" and any token; "busy" may come before or after it; "error" or "done" ends the stream.
     """
 
-    kind: Literal["sources", "token", "busy", "error", "done"]
+    kind: Literal["sources", "extract", "token", "busy", "error", "done"]
     text: str = ""
     sources: tuple[SourceRef, ...] = ()
     retry_after: float | None = None
+    refused: bool = False
+    # For "done": how the answer was made ("model", "extract", "refusal") and what its check found.
+    origin: str = ""
+    model_sentences: int = 0
+    unsupported_sentences: int = 0
+    prompt_tokens: int = 0
+    # For "done" after the model wrote: its reply before the check (kept for measurement and the logs).
+    model_answer: str = ""
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -106,40 +130,26 @@ def _excerpt(text: str) -> str:
     return flat[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def _source_refs(passages: Sequence[RetrievedChunk]) -> tuple[SourceRef, ...]:
-    return tuple(
-        SourceRef(
-            number=number,
-            chunk_id=passage.chunk_id,
-            document_id=passage.document_id,
-            document_title=passage.document_title,
-            heading_path=passage.heading_path,
-            page=passage.page,
-            excerpt=_excerpt(passage.text),
-            text=passage.text,
-            char_start=passage.char_start,
-            char_end=passage.char_end,
-        )
-        for number, passage in enumerate(passages, start=1)
+def _source_ref(number: int, passage: RetrievedChunk, **extra: Any) -> SourceRef:
+    return SourceRef(
+        number=number,
+        chunk_id=passage.chunk_id,
+        document_id=passage.document_id,
+        document_title=passage.document_title,
+        heading_path=passage.heading_path,
+        page=passage.page,
+        excerpt=_excerpt(passage.text),
+        text=passage.text,
+        char_start=passage.char_start,
+        char_end=passage.char_end,
+        **extra,
     )
-
-
-def passage_is_relevant(*, passage: RetrievedChunk, similarity: float | None, min_similarity: float) -> bool:
-    """Relevant: the passage matches a keyword of the question, or its embedding is close to the question's.
-
-    Full-text matching catches names, codes and rare words that embeddings blur; the similarity threshold
-    catches paraphrases. A passage with neither is merely the nearest of unrelated text, and answering from
-    it would invite the model to guess.
-    """
-    if passage.keyword_rank is not None:
-        return True
-    return similarity is not None and similarity >= min_similarity
 
 
 def _similarities(
     *, chunk_ids: Sequence[int], query_embedding: list[float], embedding_column: str
 ) -> dict[int, float]:
-    """Cosine similarity of each chunk to the query (hybrid retrieval scores by rank, not by distance)."""
+    """Cosine similarity of each chunk to the query (hybrid retrieval's score is a fusion, not a distance)."""
     if not chunk_ids:
         return {}
     rows = (
@@ -148,6 +158,50 @@ def _similarities(
         .values_list("id", "distance")
     )
     return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
+
+
+def _weights(texts: Sequence[str], *, questions: bool = False) -> dict[str, TermWeights]:
+    """The term weights of each text, their frequencies read in one query."""
+    lexemes = {term for text in texts for term in textual.terms(text)}
+    frequencies, all_chunks = lexeme_frequencies(lexemes=sorted(lexemes))
+    return {
+        text: grounding.term_weights(text, frequencies=frequencies, all_chunks=all_chunks, question=questions)
+        for text in texts
+    }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    question: TermWeights
+    candidates: list[answers.Candidate]
+
+
+def _evidence(
+    *, collection_ids: Sequence[int], query: str, query_embedding: list[float], embedding_column: str
+) -> Evidence:
+    """Retrieve, then keep the passages that are evidence for the question (search.grounding's gate)."""
+    retrieved = chunk_search(
+        collection_ids=list(collection_ids),
+        query=query,
+        query_embedding=query_embedding,
+        k=int(_setting("RAGSITE_RETRIEVAL_K", 10)),
+        embedding_column=embedding_column,
+    )
+    similarities = _similarities(
+        chunk_ids=[passage.chunk_id for passage in retrieved],
+        query_embedding=query_embedding,
+        embedding_column=embedding_column,
+    )
+    question = _weights([query], questions=True)[query]
+    return Evidence(
+        question=question,
+        candidates=answers.gate(
+            question=question,
+            passages=retrieved,
+            similarities=similarities,
+            limit=int(_setting("RAGSITE_ANSWER_MAX_PASSAGES", 3)),
+        ),
+    )
 
 
 async def question_rewrite(*, question: str, history: Sequence[tuple[str, str]], request_id: str) -> str:
@@ -167,28 +221,113 @@ async def question_rewrite(*, question: str, history: Sequence[tuple[str, str]],
     return prompting.rewritten_question(reply=reply, question=question)
 
 
-def _relevant_passages(
-    *, collection_ids: Sequence[int], query: str, query_embedding: list[float], embedding_column: str
-) -> list[RetrievedChunk]:
-    retrieved = chunk_search(
-        collection_ids=list(collection_ids),
-        query=query,
-        query_embedding=query_embedding,
-        k=int(_setting("RAGSITE_RETRIEVAL_K", 10)),
-        embedding_column=embedding_column,
+def refusal_event(**extra: Any) -> AnswerEvent:
+    return AnswerEvent(kind="done", text=NOT_FOUND_ANSWER, refused=True, origin="refusal", **extra)
+
+
+async def _extract(
+    *, evidence: Evidence, query_embedding: list[float], model: str
+) -> tuple[answers.Extract | None, list[answers.ScoredSentence]]:
+    """The extractive answer, and every sentence's score (by words; by meaning too where embedded)."""
+    scored = answers.sentence_scores(question=evidence.question, candidates=evidence.candidates)
+    pool = answers.extract_candidates(scored)
+    similarities: list[float] | None = None
+    if pool:
+        try:
+            vectors = await inference.aembed(
+                [answers.embed_input(sentence) for sentence in pool], model=model
+            )
+            similarities = [answers.cosine(query_embedding, vector) for vector in vectors]
+        except inference.InferenceError as exc:
+            logger.info("extractive answer scored by words only: %s", exc.message)
+    extract = answers.extract_choose(
+        question=evidence.question, candidates=pool, similarities=similarities, passages=evidence.candidates
     )
-    without_keyword = [passage.chunk_id for passage in retrieved if passage.keyword_rank is None]
-    similarities = _similarities(
-        chunk_ids=without_keyword, query_embedding=query_embedding, embedding_column=embedding_column
-    )
-    min_similarity = float(_setting("RAGSITE_MIN_SIMILARITY", 0.3))
-    return [
-        passage
-        for passage in retrieved
-        if passage_is_relevant(
-            passage=passage, similarity=similarities.get(passage.chunk_id), min_similarity=min_similarity
+    if similarities is not None:
+        embedded = {
+            (sentence.number, sentence.span.start): similarity
+            for sentence, similarity in zip(pool, similarities, strict=True)
+        }
+        scored = [
+            answers.ScoredSentence(
+                number=sentence.number,
+                span=sentence.span,
+                coverage=sentence.coverage,
+                similarity=embedded.get((sentence.number, sentence.span.start)),
+            )
+            for sentence in scored
+        ]
+    return extract, scored
+
+
+def _extract_sources(extract: answers.Extract, refs: dict[int, SourceRef]) -> tuple[SourceRef, ...]:
+    return tuple(
+        replace(
+            refs[sentence.number],
+            cited=True,
+            highlight_start=sentence.span.start,
+            highlight_end=sentence.span.end,
         )
+        for sentence in extract.sentences
+    )
+
+
+def _final_sources(cited: Sequence[int], refs: dict[int, SourceRef]) -> tuple[SourceRef, ...]:
+    """Cited passages first, in the order the answer first cites them, then the others."""
+    first = [replace(refs[number], cited=True) for number in cited if number in refs]
+    return tuple(first + [ref for number, ref in refs.items() if number not in cited])
+
+
+async def _verify(
+    *,
+    answer: str,
+    candidates: Sequence[answers.Candidate],
+    model: str,
+    question: TermWeights,
+    question_text: str,
+    query_embedding: list[float],
+) -> answers.Verification:
+    sentences = [
+        answers.citations(span.text, passages=len(candidates))[0] for span in textual.sentences(answer)
     ]
+    weights = await db_sync_to_async(_weights)([text for text in sentences if text])
+    verification = answers.verify(
+        answer=answer,
+        candidates=candidates,
+        weights_for=weights,
+        question=question,
+        question_text=question_text,
+    )
+    pending = answers.undecided(verification)
+    if not pending:
+        return verification
+    texts: list[str] = []
+    for item in pending:
+        texts.append(item.window.text[: answers.EMBED_CHARS])
+        if item.needs_paraphrase:
+            texts.append(item.claim.text[: answers.EMBED_CHARS])
+    try:
+        vectors = iter(await inference.aembed(texts, model=model))
+    except inference.InferenceError as exc:
+        logger.info("the embedding check of %d sentences was skipped: %s", len(pending), exc.message)
+        return verification
+    accepted = []
+    for item in pending:
+        window = next(vectors)
+        paraphrase = (
+            answers.cosine(next(vectors), window) >= grounding.PARAPHRASE_SIMILARITY
+            if item.needs_paraphrase
+            else True
+        )
+        about = (
+            answers.cosine(query_embedding, window) >= grounding.MIN_DENSE_SIMILARITY
+            if item.needs_about
+            else True
+        )
+        if paraphrase and about:
+            accepted.append(item)
+    answers.accept(verification, accepted)
+    return verification
 
 
 async def answer_stream(
@@ -202,54 +341,87 @@ async def answer_stream(
 
     The caller decides which collections the asker may read (`collection_ids_readable_by` for staff, the
     key's collections for the widget); nothing outside them is retrieved, shown or sent to the model.
-    A busy model service is retried after its Retry-After a bounded number of times, each wait
-    announced by a "busy" event; every failure ends in an "error" event, never an exception.
+    Passages that are not evidence for the question are dropped; with none left the answer is a refusal
+    and no model is asked. Otherwise the extractive answer comes first, then the model's tokens, then the
+    final answer: the model's sentences that its passages support, or the extractive answer when none is,
+    or a refusal. A busy model service is retried after its Retry-After a bounded number of times, each
+    wait announced by a "busy" event; every failure ends in an "error" event, never an exception.
     """
-    question = question.strip()
+    question = question.strip()[:MAX_QUESTION_CHARS]
     retries = _busy_retries()
     standalone = await question_rewrite(question=question, history=history, request_id=request_id)
 
-    passages: list[RetrievedChunk] = []
-    if collection_ids:
-        # The question is embedded by the model whose vectors retrieval reads, both taken from one look.
-        slot = await db_sync_to_async(embedding_slot_active)()
-        for attempt in range(retries + 1):
-            try:
-                query_embedding = (await inference.aembed([standalone], model=slot.model_id))[0]
-                break
-            except inference.InferenceBusy as exc:
-                if attempt == retries:
-                    yield _busy_error()
-                    return
-                wait = _retry_wait(exc.retry_after)
-                yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
-                await asyncio.sleep(wait)
-            except inference.InferenceError as exc:
-                yield AnswerEvent(kind="error", text=exc.message)
-                return
-        passages = await db_sync_to_async(_relevant_passages)(
-            collection_ids=collection_ids,
-            query=standalone,
-            query_embedding=query_embedding,
-            embedding_column=slot.column,
-        )
-
-    if not passages:
-        # Nothing relevant: say so without asking the model, which would only guess.
+    if not collection_ids or not grounding.has_content(standalone):
         yield AnswerEvent(kind="sources", text=standalone)
-        yield AnswerEvent(kind="token", text=NOT_FOUND_ANSWER)
-        yield AnswerEvent(kind="done", text=NOT_FOUND_ANSWER)
+        yield refusal_event()
+        return
+    # The question is embedded by the model whose vectors retrieval reads, both taken from one look.
+    slot = await db_sync_to_async(embedding_slot_active)()
+    for attempt in range(retries + 1):
+        try:
+            query_embedding = (
+                await inference.aembed([standalone[:EMBED_QUESTION_CHARS]], model=slot.model_id)
+            )[0]
+            break
+        except inference.InferenceBusy as exc:
+            if attempt == retries:
+                yield _busy_error()
+                return
+            wait = _retry_wait(exc.retry_after)
+            yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
+            await asyncio.sleep(wait)
+        except inference.InferenceError as exc:
+            yield AnswerEvent(kind="error", text=exc.message)
+            return
+    evidence = await db_sync_to_async(_evidence)(
+        collection_ids=collection_ids,
+        query=standalone,
+        query_embedding=query_embedding,
+        embedding_column=slot.column,
+    )
+    if not evidence.candidates:
+        # Nothing is about the question: say so without asking the model, which would only guess.
+        yield AnswerEvent(kind="sources", text=standalone)
+        yield refusal_event()
         return
 
-    answer_tokens = int(_setting("RAGSITE_ANSWER_MAX_TOKENS", 512))
+    refs = {
+        candidate.number: _source_ref(candidate.number, candidate.passage)
+        for candidate in evidence.candidates
+    }
+    yield AnswerEvent(kind="sources", text=standalone, sources=tuple(refs.values()))
+    extract, scored = await _extract(evidence=evidence, query_embedding=query_embedding, model=slot.model_id)
+    if extract is not None:
+        yield AnswerEvent(kind="extract", text=extract.text(), sources=_extract_sources(extract, refs))
+
+    answer_tokens = int(_setting("RAGSITE_ANSWER_MAX_TOKENS", 256))
     prompt = prompting.answer_prompt(
         question=standalone,
-        passages=passages,
+        passages=[
+            prompting.PromptPassage(
+                number=candidate.number,
+                label=prompting.passage_label(candidate.passage),
+                text=answers.trimmed_text(candidate, scored),
+            )
+            for candidate in evidence.candidates
+        ],
         context_tokens=int(_setting("RAGSITE_CHAT_CONTEXT_TOKENS", 4096)),
         answer_tokens=answer_tokens,
-        max_passages=int(_setting("RAGSITE_ANSWER_MAX_PASSAGES", 6)),
     )
-    yield AnswerEvent(kind="sources", text=standalone, sources=_source_refs(passages[: len(prompt.passages)]))
+    prompt_tokens = sum(prompting.estimate_tokens(message["content"]) for message in prompt.messages)
+    in_prompt = [candidate for candidate in evidence.candidates if candidate.number in prompt.numbers]
+
+    def fallback(note: str) -> AnswerEvent | None:
+        if extract is None or not extract.answers:
+            return None
+        numbers = list(dict.fromkeys(sentence.number for sentence in extract.sentences))
+        return AnswerEvent(
+            kind="done",
+            text=f"*{note}*\n\n{extract.text()}",
+            sources=_final_sources(numbers, refs),
+            origin="extract",
+            prompt_tokens=prompt_tokens,
+        )
 
     parts: list[str] = []
     for attempt in range(retries + 1):
@@ -263,19 +435,46 @@ async def answer_stream(
         except inference.InferenceBusy as exc:
             # A busy answer is refused before its first token, so a retry never repeats text.
             if parts or attempt == retries:
-                yield _busy_error()
+                yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or _busy_error()
                 return
             wait = _retry_wait(exc.retry_after)
             yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
             await asyncio.sleep(wait)
         except inference.InferenceError as exc:
-            yield AnswerEvent(kind="error", text=exc.message)
+            yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or AnswerEvent(kind="error", text=exc.message)
             return
     answer = "".join(parts).strip()
     if not answer:
-        yield AnswerEvent(kind="error", text="The model returned an empty answer. Please ask again.")
+        yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or AnswerEvent(
+            kind="error", text="The model returned an empty answer. Please ask again."
+        )
         return
-    yield AnswerEvent(kind="done", text=answer)
+    verification = await _verify(
+        answer=answer,
+        candidates=in_prompt,
+        model=slot.model_id,
+        question=evidence.question,
+        question_text=standalone,
+        query_embedding=query_embedding,
+    )
+    checked: dict[str, Any] = {
+        "model_sentences": len(verification.claims),
+        "unsupported_sentences": verification.unsupported,
+        "prompt_tokens": prompt_tokens,
+        "model_answer": answer,
+    }
+    if verification.kept:
+        yield AnswerEvent(
+            kind="done",
+            text=verification.text(),
+            sources=_final_sources(verification.cited_numbers(), refs),
+            origin="model",
+            **checked,
+        )
+    elif not verification.refused and (done := fallback(answers.UNVERIFIED_NOTE)) is not None:
+        yield replace(done, **checked)
+    else:
+        yield refusal_event(**checked)
 
 
 # Conversations and feedback -------------------------------------------------------------------------

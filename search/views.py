@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -46,22 +46,26 @@ WRITING = "Writing the answer…"
 def _turn(
     message: Message,
     *,
-    readable: set[int] | None,
+    readable: set[int],
     feedback: Feedback | None = None,
     feedback_form: FeedbackForm | None = None,
 ) -> dict[str, Any]:
     """What the template shows of one question and its answer.
 
-    `readable` limits the stored sources to the chunks the viewer may still read; None trusts them
-    (they were retrieved for this viewer a moment ago).
+    Stored sources are shown only where the viewer may still read them (`readable`, from
+    `readable_chunk_ids`): access taken away since the answer was written takes its passages away too.
+    The passages the answer cites come first, the others are "also retrieved".
     """
     sources = [SourceRef.from_dict(data) for data in message.sources]
-    if readable is not None:
-        sources = [source for source in sources if source.chunk_id in readable]
+    sources = [source for source in sources if source.chunk_id in readable]
     urls = {source.number: passage_url(source.chunk_id) for source in sources}
+    any_cited = any(source.cited for source in sources)
     return {
         "message": message,
-        "sources": [(source, urls[source.number]) for source in sources],
+        "sources": [(source, urls[source.number]) for source in sources if source.cited or not any_cited],
+        "other_sources": [
+            (source, urls[source.number]) for source in sources if any_cited and not source.cited
+        ],
         "answer_html": answer_html(message.answer, passage_urls=urls) if message.answer else "",
         "feedback": feedback,
         "feedback_form": feedback_form
@@ -69,12 +73,16 @@ def _turn(
     }
 
 
+def _readable(*, user: Any, messages: list[Message]) -> set[int]:
+    cited = [source["chunk_id"] for message in messages for source in message.sources]
+    return readable_chunk_ids(user=user, chunk_ids=cited)
+
+
 def _ask_page(
     request: HttpRequest, *, conversation: Conversation | None, form: AskForm | None = None
 ) -> HttpResponse:
     messages = conversation_messages(conversation=conversation) if conversation else []
-    cited = [source["chunk_id"] for message in messages for source in message.sources]
-    readable = readable_chunk_ids(user=request.user, chunk_ids=cited)
+    readable = _readable(user=request.user, messages=messages)
     return render(
         request,
         TEMPLATE,
@@ -128,7 +136,7 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
         request,
         f"{TEMPLATE}#ask-response",
         {
-            "turn": _turn(message, readable=None),
+            "turn": _turn(message, readable=set()),
             "form": AskForm(initial={"conversation": message.conversation_id}),
             "conversation": message.conversation,
             "conversations": conversation_list_for_user(user=request.user),
@@ -166,9 +174,28 @@ def _status(text: str, *, busy: bool = False) -> str:
     return _sse("status", render_to_string(f"{TEMPLATE}#status", {"text": text, "busy": busy}))
 
 
-def _answer_block(message: Message, *, csrf_token: str) -> str:
+def _answer_block(message: Message, *, csrf_token: str, readable: set[int]) -> str:
     return render_to_string(
-        f"{TEMPLATE}#answer", {"turn": _turn(message, readable=None), "csrf_token": csrf_token}
+        f"{TEMPLATE}#answer", {"turn": _turn(message, readable=readable), "csrf_token": csrf_token}
+    )
+
+
+async def _final_block(message: Message, *, user: Any, csrf_token: str) -> str:
+    """The recorded outcome, its sources filtered by what `user` may read now."""
+    readable = await db_sync_to_async(_readable)(user=user, messages=[message])
+    return _answer_block(message, csrf_token=csrf_token, readable=readable)
+
+
+def _extract_block(text: str, sources: Sequence[SourceRef]) -> str:
+    urls = {source.number: passage_url(source.chunk_id) for source in sources}
+    highlights = [
+        (source, f"{passage_url(source.chunk_id, highlight=(source.highlight_start, source.highlight_end))}")
+        for source in sources
+        if source.highlight_start is not None and source.highlight_end is not None
+    ]
+    return render_to_string(
+        f"{TEMPLATE}#extract",
+        {"extract_html": answer_html(text, passage_urls=urls), "highlights": highlights},
     )
 
 
@@ -183,7 +210,7 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
         current = await db_sync_to_async(message_get_for_user)(user=user, message_id=message.id)
         if current.status == Message.Status.STREAMING:
             current.error = "This question is being answered in another window."
-        yield _sse("done", _answer_block(current, csrf_token=csrf_token))
+        yield _sse("done", await _final_block(current, user=user, csrf_token=csrf_token))
         return
     collection_ids = await db_sync_to_async(collection_ids_readable_by)(user=user)
     history = await db_sync_to_async(message_history)(message=message)
@@ -202,6 +229,8 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                 urls = [(source, passage_url(source.chunk_id)) for source in sources]
                 yield _sse("sources", render_to_string(f"{TEMPLATE}#sources", {"sources": urls}))
                 yield _status(WRITING)
+            elif event.kind == "extract":
+                yield _sse("extract", _extract_block(event.text, event.sources))
             elif event.kind == "token":
                 if busy:
                     busy = False
@@ -215,20 +244,20 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                     message=message, error=event.text, standalone_question=standalone, sources=sources
                 )
                 finished = True
-                yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+                yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
             elif event.kind == "done":
                 await db_sync_to_async(services.message_record_answer)(
-                    message=message, standalone_question=standalone, answer=event.text, sources=sources
+                    message=message, standalone_question=standalone, answer=event.text, sources=event.sources
                 )
                 finished = True
-                yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+                yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
     except Exception:
         logger.exception("answering message %s failed", message.id)
         await db_sync_to_async(services.message_record_failure)(
             message=message, error="Something went wrong while answering. Please ask again."
         )
         finished = True
-        yield _sse("done", _answer_block(message, csrf_token=csrf_token))
+        yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
     finally:
         if not finished:
             # The browser went away mid-answer: leave a state the page can show, not a turn stuck streaming.
@@ -256,7 +285,12 @@ def feedback(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
         form = FeedbackForm(initial={"rating": recorded.rating, "comment": recorded.comment})
     if not request.htmx:
         return redirect("search:conversation", conversation_id=message.conversation_id)
-    turn = _turn(message, readable=None, feedback=recorded, feedback_form=form)
+    turn = _turn(
+        message,
+        readable=_readable(user=request.user, messages=[message]),
+        feedback=recorded,
+        feedback_form=form,
+    )
     return render(request, f"{TEMPLATE}#feedback", {"turn": turn})
 
 
@@ -264,8 +298,16 @@ def feedback(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
 @require_GET
 def passage(request: HttpRequest, chunk_id: int) -> HttpResponse:
     """A cited passage, highlighted in its document, for those who may read its collection (404 otherwise)."""
-    return render(
-        request,
-        "search/passage.html",
-        {"view": passage_in_document_for_user(user=request.user, chunk_id=chunk_id)},
-    )
+    view = passage_in_document_for_user(user=request.user, chunk_id=chunk_id)
+    return render(request, "search/passage.html", {"view": view, "marked": _marked(request, view.chunk.text)})
+
+
+def _marked(request: HttpRequest, text: str) -> tuple[str, str, str] | None:
+    """The cited passage split around the sentence an extractive answer quoted (`?hl=start-end`)."""
+    start, _, end = request.GET.get("hl", "").partition("-")
+    if not (start.isascii() and start.isdigit() and end.isascii() and end.isdigit()):
+        return None
+    first, last = int(start), int(end)
+    if not 0 <= first < last <= len(text):
+        return None
+    return text[:first], text[first:last], text[last:]

@@ -174,11 +174,14 @@
     setBusy(true);
     var entry = el("div", "entry");
     entry.appendChild(el("p", "q", question));
+    var extract = el("p", "extract");
+    extract.hidden = true;
+    entry.appendChild(extract);
     var answer = el("p", "a");
     entry.appendChild(answer);
     log.appendChild(entry);
     log.scrollTop = log.scrollHeight;
-    var turn = { question: question, answer: answer, entry: entry, sources: null };
+    var turn = { question: question, answer: answer, extract: extract, entry: entry, sources: null };
     freshToken().then(
       function (visitorToken) {
         post(turn, visitorToken, 0);
@@ -237,14 +240,21 @@
       if (!data.length) return;
       var payload = JSON.parse(data.join("\n"));
       if (kind === "sources") showSources(turn, payload.sources || []);
-      else if (kind === "token") turn.answer.textContent += payload.text;
+      else if (kind === "extract") {
+        // The passages' own best sentences, shown at once; the model's answer follows below them.
+        turn.extract.textContent = "From the documents: " + payload.text;
+        turn.extract.hidden = false;
+      } else if (kind === "token") turn.answer.textContent += payload.text;
       else if (kind === "busy") setStatus(payload.message || "Busy, retrying…");
       else if (kind === "error") {
         ended = true;
         finish(turn, payload.message);
       } else if (kind === "done") {
         ended = true;
-        if (payload.answer) turn.answer.textContent = payload.answer;
+        // The checked answer replaces what streamed, and its sources (cited first) replace the list.
+        turn.answer.textContent = payload.answer || turn.answer.textContent;
+        turn.extract.hidden = true;
+        showSources(turn, payload.sources || []);
         history.push([turn.question, turn.answer.textContent]);
         if (history.length > 6) history.shift();
         finish(turn, "");
@@ -272,16 +282,27 @@
   }
 
   function showSources(turn, sources) {
+    if (turn.sources) turn.sources.remove();
+    turn.sources = null;
     if (!sources.length) return;
     var list = el("div", "sources");
     list.appendChild(el("p", "label", "Sources"));
+    var others = null;
     sources.forEach(function (source) {
       var details = el("details", "source");
+      if (source.cited === false && sources.some(function (s) { return s.cited; })) {
+        if (!others) {
+          others = el("details", "also-retrieved");
+          others.appendChild(el("summary", "", "Also retrieved"));
+          list.appendChild(others);
+        }
+        others.appendChild(details);
+      } else list.appendChild(details);
       var where = [source.title, source.heading, source.page ? "p. " + source.page : ""].filter(Boolean);
       details.appendChild(el("summary", "", "[" + source.number + "] " + where.join(" — ")));
       details.appendChild(el("blockquote", "", source.text || source.excerpt));
-      list.appendChild(details);
     });
+    turn.sources = list;
     turn.entry.appendChild(list);
   }
 

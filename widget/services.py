@@ -110,6 +110,10 @@ def _source_payload(source: SourceRef) -> dict[str, Any]:
         "page": source.page,
         "excerpt": source.excerpt,
         "text": source.text,
+        "cited": source.cited,
+        "highlight": [source.highlight_start, source.highlight_end]
+        if source.highlight_start is not None
+        else None,
     }
 
 
@@ -145,6 +149,8 @@ async def widget_answer_stream(
             payload: list[dict[str, Any]] = []
             if event.kind == "sources":
                 sources = payload = [_source_payload(source) for source in event.sources]
+            elif event.kind == "extract":
+                payload = [_source_payload(source) for source in event.sources]
             elif event.kind == "token":
                 answer += event.text
             elif event.kind == "error":
@@ -153,7 +159,10 @@ async def widget_answer_stream(
                 await finish(WidgetExchange.Status.BUSY if busy else WidgetExchange.Status.FAILED, event.text)
                 finished = True
             elif event.kind == "done":
-                answer = event.text or answer
+                # The final answer is the checked one, and its sources those it cites first (none for a
+                # refusal); what the model streamed before its check is not kept.
+                answer = event.text
+                sources = payload = [_source_payload(source) for source in event.sources]
                 await finish(WidgetExchange.Status.ANSWERED)
                 finished = True
             previous_kind = event.kind

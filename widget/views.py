@@ -206,6 +206,8 @@ async def _server_sent_events(
         async for event, sources in events:
             if event.kind == "sources":
                 yield _sse("sources", {"sources": sources})
+            elif event.kind == "extract":
+                yield _sse("extract", {"text": event.text, "sources": sources})
             elif event.kind == "token":
                 yield _sse("token", {"text": event.text})
             elif event.kind == "busy":
@@ -213,4 +215,4 @@ async def _server_sent_events(
             elif event.kind == "error":
                 yield _sse("error", {"message": event.text})
             else:
-                yield _sse("done", {"answer": event.text})
+                yield _sse("done", {"answer": event.text, "sources": sources, "refused": event.refused})

@@ -20,8 +20,9 @@ Options (keyword arguments; the environment variable `create_engine_from_env` re
                     default: what the packaged model needs, else "chat"         [INFERENCE_CHAT_PROMPT_FORMAT]
   n_threads         llamacpp: CPU threads; default all cores                    [INFERENCE_CHAT_THREADS]
   max_num_seqs      vllm: sequences batched at once; default 8                  [INFERENCE_CHAT_MAX_SEQS]
-  tensor_parallel_size, gpu_memory_utilization, enforce_eager, dtype, ...: vllm (AsyncEngineArgs)
-                    [INFERENCE_VLLM_TP, INFERENCE_VLLM_GPU_MEMORY]
+  tensor_parallel_size, gpu_memory_utilization, enforce_eager, load_format, stream_interval, dtype, ...:
+                    vllm (AsyncEngineArgs)    [INFERENCE_VLLM_TP, INFERENCE_VLLM_GPU_MEMORY,
+                    INFERENCE_VLLM_ENFORCE_EAGER, INFERENCE_VLLM_LOAD_FORMAT, INFERENCE_VLLM_STREAM_INTERVAL]
 
 Errors a caller maps to HTTP answers, both raised by the first `__anext__` of `generate`, before any work:
 EngineOverloaded (429 with Retry-After) and ValueError for a prompt longer than the context (400).
@@ -30,7 +31,7 @@ EngineOverloaded (429 with Retry-After) and ValueError for a prompt longer than 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from inference.backends.base import ChatEngine, ChatMessage
@@ -79,8 +80,18 @@ def create_engine(engine: str, model_path: str = "", **opts: Any) -> ChatEngine 
     return VllmEngine(model_path, **opts)
 
 
+def parse_flag(raw: str) -> bool:
+    """A boolean setting: 1, true, yes, on or 0, false, no, off."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected 1 or 0 (true or false)")
+
+
 # variable: (option, cast, the engines that take it)
-_ENV_OPTIONS: dict[str, tuple[str, type, tuple[str, ...]]] = {
+_ENV_OPTIONS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "INFERENCE_CHAT_MODEL_NAME": ("model_name", str, ("llamacpp", "vllm")),
     "INFERENCE_CHAT_CONTEXT": ("context_tokens", int, ("llamacpp", "vllm")),
     "INFERENCE_CHAT_MAX_WAITING": ("max_waiting", int, ("llamacpp", "vllm")),
@@ -89,15 +100,21 @@ _ENV_OPTIONS: dict[str, tuple[str, type, tuple[str, ...]]] = {
     "INFERENCE_CHAT_MAX_SEQS": ("max_num_seqs", int, ("vllm",)),
     "INFERENCE_VLLM_TP": ("tensor_parallel_size", int, ("vllm",)),
     "INFERENCE_VLLM_GPU_MEMORY": ("gpu_memory_utilization", float, ("vllm",)),
+    "INFERENCE_VLLM_ENFORCE_EAGER": ("enforce_eager", parse_flag, ("vllm",)),
+    "INFERENCE_VLLM_LOAD_FORMAT": ("load_format", str, ("vllm",)),
+    "INFERENCE_VLLM_STREAM_INTERVAL": ("stream_interval", int, ("vllm",)),
 }
 
 
 def create_engine_from_env(environ: Mapping[str, str] = os.environ) -> ChatEngine | None:
     """create_engine configured by INFERENCE_CHAT_ENGINE, INFERENCE_CHAT_MODEL and INFERENCE_CHAT_*."""
     engine = environ.get("INFERENCE_CHAT_ENGINE", "llamacpp") or "llamacpp"
-    opts = {
-        option: cast(environ[var])
-        for var, (option, cast, engines) in _ENV_OPTIONS.items()
-        if environ.get(var) and engine in engines
-    }
+    opts: dict[str, Any] = {}
+    for var, (option, cast, engines) in _ENV_OPTIONS.items():
+        raw = environ.get(var, "").strip()
+        if raw and engine in engines:
+            try:
+                opts[option] = cast(raw)
+            except ValueError as exc:
+                raise ValueError(f"{var}={raw!r}: {exc}") from None
     return create_engine(engine, environ.get("INFERENCE_CHAT_MODEL", ""), **opts)

@@ -7,6 +7,8 @@ lifespan or under `if __name__ == "__main__"`: vLLM may start worker processes t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +17,11 @@ from typing import Any
 
 from inference.backends import EngineOverloaded, PromptFormat, render_completion_prompt
 from inference.backends.base import ChatMessage, GenerationDelta, SamplingParams
+
+logger = logging.getLogger("inference")
+
+# Tuning settings a vLLM version may lack: passed only where the installed AsyncEngineArgs has them.
+OPTIONAL_ENGINE_ARGS = ("enforce_eager", "load_format", "stream_interval")
 
 
 def _on_cpu() -> bool:
@@ -38,6 +45,8 @@ class VllmEngine:
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float | None = None,
         enforce_eager: bool | None = None,
+        load_format: str | None = None,
+        stream_interval: int | None = None,
         dtype: str = "auto",
         seed: int = 0,
         **engine_args: Any,
@@ -48,11 +57,14 @@ class VllmEngine:
         self.prompt_format = prompt_format
         self._max_in_flight = max_num_seqs + max_waiting
         self._in_flight = 0
+        # None: this machine's default (filled in by `engine_args`), or vLLM's own.
         self._engine_args: dict[str, Any] = {
             "max_num_seqs": max_num_seqs,
             "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization,
             "enforce_eager": enforce_eager,
+            "load_format": load_format,
+            "stream_interval": stream_interval,
             "dtype": dtype,
             "seed": seed,
             **engine_args,
@@ -65,15 +77,21 @@ class VllmEngine:
 
     def engine_args(self) -> Any:
         """vLLM's AsyncEngineArgs for this engine, with this machine's defaults (imports vLLM)."""
+        import vllm
         from vllm import AsyncEngineArgs
 
-        args = dict(self._engine_args)
+        args = {name: value for name, value in self._engine_args.items() if value is not None}
         cpu = _on_cpu()
-        if args["gpu_memory_utilization"] is None:
-            # On CPU this is the share of RAM for the KV cache; the rest of the stack needs the remainder.
-            args["gpu_memory_utilization"] = 0.3 if cpu else 0.9
-        if args["enforce_eager"] is None:
-            args["enforce_eager"] = cpu
+        # On CPU this is the share of RAM for the KV cache; the rest of the stack needs the remainder.
+        args.setdefault("gpu_memory_utilization", 0.3 if cpu else 0.9)
+        if cpu:
+            # No graph capture on CPU: starts in seconds rather than minutes.
+            args.setdefault("enforce_eager", True)
+        supported = {field.name for field in dataclasses.fields(AsyncEngineArgs)}
+        for name in OPTIONAL_ENGINE_ARGS:
+            if name in args and name not in supported:
+                logger.warning("vLLM %s has no engine argument %s: ignored", vllm.__version__, name)
+                del args[name]
         return AsyncEngineArgs(
             model=self.model_path,
             served_model_name=[self.model_name],

@@ -169,12 +169,11 @@ RAGSITE_REEMBED_BATCH_SIZE = env.int("RAGSITE_REEMBED_BATCH_SIZE", default=64)
 # Every worker looks this often for documents whose run died with another worker (0: only at start).
 RAGSITE_STALLED_SWEEP_S = env.float("RAGSITE_STALLED_SWEEP_S", default=30.0)
 
-# Asking: passages retrieved, the least cosine similarity that counts as relevant (below it the answer is
-# "not found" without calling the model), and the model's budgets.
+# Asking: passages retrieved, at most this many of those that are evidence (search.grounding) go to the
+# model, and the model's budgets.
 RAGSITE_RETRIEVAL_K = env.int("RAGSITE_RETRIEVAL_K", default=10)
-RAGSITE_MIN_SIMILARITY = env.float("RAGSITE_MIN_SIMILARITY", default=0.3)
-RAGSITE_ANSWER_MAX_PASSAGES = env.int("RAGSITE_ANSWER_MAX_PASSAGES", default=6)
-RAGSITE_ANSWER_MAX_TOKENS = env.int("RAGSITE_ANSWER_MAX_TOKENS", default=512)
+RAGSITE_ANSWER_MAX_PASSAGES = env.int("RAGSITE_ANSWER_MAX_PASSAGES", default=3)
+RAGSITE_ANSWER_MAX_TOKENS = env.int("RAGSITE_ANSWER_MAX_TOKENS", default=256)
 RAGSITE_CHAT_CONTEXT_TOKENS = env.int("RAGSITE_CHAT_CONTEXT_TOKENS", default=4096)
 # A busy model service is retried this many times, waiting its Retry-After (at most this long) each time.
 RAGSITE_ANSWER_BUSY_RETRIES = env.int("RAGSITE_ANSWER_BUSY_RETRIES", default=3)

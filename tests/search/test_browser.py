@@ -222,7 +222,8 @@ def test_script_payloads_in_a_document_a_question_and_an_answer_render_as_inert_
 ) -> None:
     fake_inference_server.reset()
     fake_inference_server.default_reply = Reply(
-        ["The refund note says ", f"{PAYLOAD_SCRIPT} and ", f"{PAYLOAD_IMG} [1]."], pause_s=0.05
+        ["The refund note says ", f"{PAYLOAD_SCRIPT} then ", f"{PAYLOAD_IMG} end of refund note [1]."],
+        pause_s=0.05,
     )
     staff = make_group(name="staff")
     make_user(username="eve", is_staff=True, groups=[staff])
@@ -259,3 +260,57 @@ def test_script_payloads_in_a_document_a_question_and_an_answer_render_as_inert_
     assert PAYLOAD_IMG in page.locator("h1").inner_text()
     screenshot(page, "xss-passage")
     assert dialogs == []
+
+
+# Records, at the first streamed token, the extractive answer the page already shows.
+RECORD_EXTRACT = """
+window.__extractAtFirstToken = null;
+document.addEventListener("htmx:sseMessage", function (event) {
+  if (event.detail && event.detail.type === "token" && window.__extractAtFirstToken === null) {
+    var extract = document.querySelector(".extract-slot .extract");
+    var link = extract && extract.querySelector("a.highlight-link");
+    window.__extractAtFirstToken = extract ? {text: extract.innerText, href: link && link.href} : "";
+  }
+});
+"""
+
+
+def test_the_extractive_answer_shows_before_the_first_token_and_a_refusal_shows_no_sources(
+    page: Page, web_scripted_model: WebProcess, fake_inference_server: FakeInference
+) -> None:
+    fake_inference_server.reset()
+    fake_inference_server.default_reply = Reply(
+        ["A Zephyr laptop ", "can be returned within 45 days."], pause_s=0.5
+    )
+    staff = make_group(name="staff")
+    make_user(username="zoe", is_staff=True, groups=[staff])
+    document = make_document(title="Returns policy", collection__groups=[staff])
+    add_chunks(
+        document,
+        "A Zephyr laptop may be returned within 45 days of delivery for a full refund. Phones may be "
+        "returned within 14 days.",
+        heading_path="Zephyr laptops",
+    )
+
+    page.add_init_script(RECORD_EXTRACT)
+    log_in(page, web_scripted_model, "zoe")
+    turn = ask(page, "Within how many days can a Zephyr laptop be returned?")
+
+    seen = page.evaluate("window.__extractAtFirstToken")
+    assert seen, "no extractive answer was shown before the model's first token"
+    assert "45 days" in seen["text"] and seen["href"]
+    assert "45 days" in turn.locator(".answer-text.rendered").inner_text()
+    assert turn.locator(".sources li").count() == 1
+    screenshot(page, "ask-extract-answer")
+
+    page.goto(seen["href"])
+    quoted = page.locator("mark.quoted")
+    assert "within 45 days of delivery" in quoted.inner_text()
+    assert "Phones" not in quoted.inner_text() and "Phones" in page.locator("#passage").inner_text()
+    screenshot(page, "ask-extract-passage")
+
+    page.goto(f"{web_scripted_model.url}/")
+    refused = ask(page, "What is the capital of Australia?")
+    assert "could not find anything" in refused.locator(".answer-text.rendered").inner_text()
+    assert refused.locator(".sources").count() == 0
+    screenshot(page, "ask-refusal")

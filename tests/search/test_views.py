@@ -109,14 +109,17 @@ def test_an_empty_question_shows_the_form_again_with_an_error(client_for: Client
 def test_answer_streams_tokens_then_a_final_sanitised_answer_with_linked_citations(
     client_for: Client, refunds: Any, fake_inference: FakeInference
 ) -> None:
-    fake_inference.default_reply = Reply(["Within **30 days** ", "[1].", "<script>x()</script>"])
+    fake_inference.default_reply = Reply(["Within **30 days** ", "[1]. ", "<script>x()</script>"])
     message = ask(client_for, "How long can I return a laptop?")
 
     events = sse_events(client_for.get(reverse("search:answer_stream", args=[message.id])))
 
-    assert [name for name, _ in events] == ["sources", "status", "token", "token", "token", "done"]
+    assert [name for name, _ in events] == ["sources", "status", "extract", "token", "token", "token", "done"]
     assert "Returns policy" in events[0][1] and "page 2" in events[0][1]
-    assert events[4][1] == "<span>&lt;script&gt;x()&lt;/script&gt;</span>"
+    # The extractive answer links to its sentence, highlighted in the passage view.
+    assert "within 30 days" in events[2][1]
+    assert f"/passages/{refunds.id}/?hl=0-{len(REFUNDS)}#passage" in events[2][1]
+    assert events[5][1] == "<span>&lt;script&gt;x()&lt;/script&gt;</span>"
     final = events[-1][1]
     assert "<strong>30 days</strong>" in final
     assert f'<a class="cite" href="/passages/{refunds.id}/#passage"' in final
@@ -135,13 +138,21 @@ def test_busy_model_shows_a_retrying_state_then_the_answer(
 
     events = sse_events(client_for.get(reverse("search:answer_stream", args=[message.id])))
 
-    assert [name for name, _ in events] == ["sources", "status", "status", "status", "token", "done"]
-    assert "busy, retrying" in events[2][1]
-    assert "Writing the answer" in events[3][1]  # the busy notice goes once tokens flow again
+    assert [name for name, _ in events] == [
+        "sources",
+        "status",
+        "extract",
+        "status",
+        "status",
+        "token",
+        "done",
+    ]
+    assert "busy, retrying" in events[3][1]
+    assert "Writing the answer" in events[4][1]  # the busy notice goes once tokens flow again
     assert Message.objects.get().status == Message.Status.ANSWERED
 
 
-def test_a_model_that_stays_busy_ends_in_a_readable_error_not_a_500(
+def test_a_model_that_stays_busy_leaves_the_extractive_answer_not_a_500(
     client_for: Client, refunds: Any, fake_inference: FakeInference, settings: Any
 ) -> None:
     settings.RAGSITE_ANSWER_BUSY_RETRIES = 1
@@ -152,9 +163,10 @@ def test_a_model_that_stays_busy_ends_in_a_readable_error_not_a_500(
     events = sse_events(response)
 
     assert response.status_code == 200
-    assert events[-1][0] == "done" and "still busy" in events[-1][1]
+    assert events[-1][0] == "done" and "could not write an answer just now" in events[-1][1]
+    assert "within 30 days" in events[-1][1]
     message.refresh_from_db()
-    assert message.status == Message.Status.FAILED and "still busy" in message.error
+    assert message.status == Message.Status.ANSWERED
 
 
 def test_a_reconnect_after_the_answer_replays_the_outcome_without_asking_again(

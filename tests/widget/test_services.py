@@ -62,7 +62,7 @@ def test_a_key_scoped_to_one_collection_never_returns_passages_of_another(
 
     events = sse_events(client, key.public_id, {"question": "How do laptop refunds work?"})
 
-    assert [kind for kind, _ in events] == ["sources", "token", "token", "done"]
+    assert [kind for kind, _ in events] == ["sources", "extract", "token", "token", "done"]
     sources = events[0][1]["sources"]
     assert [source["text"] for source in sources] == [LAPTOPS]
     assert sources[0] | {"text": ""} == {
@@ -72,7 +72,12 @@ def test_a_key_scoped_to_one_collection_never_returns_passages_of_another(
         "page": 2,
         "excerpt": LAPTOPS,
         "text": "",
+        "cited": False,
+        "highlight": None,
     }
+    # The extract quotes the passage's sentence; the final answer cites it first.
+    assert events[1][1]["sources"][0]["highlight"] == [0, len(LAPTOPS)]
+    assert events[-1][1]["sources"][0]["cited"] and not events[-1][1]["refused"]
     # The model never saw the other collection's passage either.
     prompt = json.dumps(fake_inference.answer_requests[0]["messages"])
     assert "finance director" not in prompt and "30 days" in prompt
@@ -106,7 +111,7 @@ def test_every_exchange_is_logged_with_visitor_answer_and_sources(
     assert WidgetKey.objects.get(pk=key.pk).last_used_at is not None
 
 
-def test_a_busy_model_is_announced_and_logged_as_busy_when_it_stays_busy(
+def test_a_busy_model_is_announced_and_the_extract_kept_when_it_stays_busy(
     client: Client, fake_inference: FakeInference, public_and_internal: tuple[Any, Any], settings: Any
 ) -> None:
     settings.RAGSITE_ANSWER_BUSY_RETRIES = 1
@@ -115,9 +120,11 @@ def test_a_busy_model_is_announced_and_logged_as_busy_when_it_stays_busy(
 
     events = sse_events(client, key.public_id, {"question": "How long for laptop refunds?"})
 
-    assert [kind for kind, _ in events] == ["sources", "busy", "error"]
-    assert "busy" in events[1][1]["message"] and events[1][1]["retry_after"] is not None
-    assert WidgetExchange.objects.get(key=key).status == WidgetExchange.Status.BUSY
+    assert [kind for kind, _ in events] == ["sources", "extract", "busy", "done"]
+    assert "busy" in events[2][1]["message"] and events[2][1]["retry_after"] is not None
+    # The passages' own words stand in for the model's, and say so.
+    assert "could not write an answer just now" in events[-1][1]["answer"]
+    assert WidgetExchange.objects.get(key=key).status == WidgetExchange.Status.ANSWERED
 
 
 def test_history_is_passed_on_for_follow_ups(
@@ -129,7 +136,7 @@ def test_history_is_passed_on_for_follow_ups(
 
     events = sse_events(client, key.public_id, {"question": "How long?", "history": history})
 
-    assert events[-1] == ("done", {"answer": "30 days [1]."})
+    assert events[-1][0] == "done" and events[-1][1]["answer"] == "30 days [1]."
     assert "Can I return a laptop?" in json.dumps(fake_inference.chat_requests[0]["messages"])
 
 

@@ -1,0 +1,340 @@
+"""From retrieved passages to a grounded answer: the evidence gate, the extractive answer, the model's
+context, and the check of the model's answer against the passages it cites (thresholds: search.grounding).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from search import grounding, textual
+from search.grounding import TermWeights, Window
+from search.retrieval import RetrievedChunk
+
+# At most this many sentences make the extractive answer (the issue's 1-3: enough for a fact and its
+# qualifier, short enough to read before the model's first token).
+EXTRACT_SENTENCES = 3
+# Sentences embedded per question for the extractive answer: the best by their words, so that the embedding
+# call stays one small batch (its cost is what the extractive answer waits for).
+EXTRACT_CANDIDATES = 8
+# A further sentence joins the extractive answer only when it scores nearly as well as the best one.
+EXTRACT_RELATIVE_SCORE = 0.85
+EMBED_CHARS = 300
+# Of a long passage the model sees the sentences around its best ones, at most this many characters
+# (about 160 tokens: the best sentence with the one before and after it, what one fact and its context take).
+CONTEXT_CHARS_PER_PASSAGE = 480
+CITATION = re.compile(r"\[\s*([^\[\]]{0,20}?)\s*\]")
+UNVERIFIED_NOTE = (
+    "The model's wording could not be checked against the documents, so these are the passages' own words."
+)
+MODEL_UNAVAILABLE_NOTE = "The model could not write an answer just now; these are the passages' own words."
+
+
+def cite(sentence: str, number: int) -> str:
+    """`sentence` with its citation before its closing punctuation: "It is 30 days [1]."."""
+    sentence = sentence.rstrip()
+    stop = len(sentence.rstrip(".!?:;"))
+    return f"{sentence[:stop]} [{number}]{sentence[stop:]}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A passage that passed the evidence gate, numbered as the prompt and the sources show it."""
+
+    number: int
+    passage: RetrievedChunk
+    evidence: grounding.PassageEvidence
+
+    @property
+    def context(self) -> str:
+        return f"{self.passage.document_title} {self.passage.heading_path}"
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    number: int
+    span: textual.Span
+    coverage: float
+    similarity: float | None = None
+
+    @property
+    def score(self) -> float:
+        if self.similarity is None:
+            return self.coverage
+        return (self.coverage + max(self.similarity, 0.0)) / 2
+
+
+@dataclass(frozen=True)
+class Extract:
+    """The sentences of the passages that best answer the question, each with its passage's number."""
+
+    sentences: tuple[ScoredSentence, ...]
+    # Whether these sentences state most of what was asked (their window covers MIN_CLAIM_COVERAGE of the
+    # question's weight), so that they may stand as the answer when the model's wording fails its check.
+    answers: bool
+
+    def text(self) -> str:
+        return " ".join(
+            cite(" ".join(sentence.span.text.split()), sentence.number) for sentence in self.sentences
+        )
+
+
+def gate(
+    *, question: TermWeights, passages: Sequence[RetrievedChunk], similarities: dict[int, float], limit: int
+) -> list[Candidate]:
+    """The passages that are evidence for the question, in retrieval order, numbered from 1."""
+    kept: list[Candidate] = []
+    for passage in passages:
+        evidence = grounding.passage_evidence(
+            question=question,
+            passage_text=passage.text,
+            context=f"{passage.document_title} {passage.heading_path}",
+            similarity=similarities.get(passage.chunk_id),
+        )
+        if evidence.relevant:
+            kept.append(Candidate(number=len(kept) + 1, passage=passage, evidence=evidence))
+        if len(kept) == limit:
+            break
+    return kept
+
+
+def sentence_scores(*, question: TermWeights, candidates: Sequence[Candidate]) -> list[ScoredSentence]:
+    """Every sentence of the candidates, scored by the share of the question's weight it holds."""
+    scored: list[ScoredSentence] = []
+    for candidate in candidates:
+        context_terms = set(textual.terms(candidate.context))
+        for span in textual.sentences(candidate.passage.text):
+            if len(textual.words(span.text)) < 3:
+                continue
+            found = set(textual.terms(span.text)) | context_terms
+            scored.append(
+                ScoredSentence(number=candidate.number, span=span, coverage=question.coverage(found))
+            )
+    return scored
+
+
+def extract_candidates(scored: Sequence[ScoredSentence]) -> list[ScoredSentence]:
+    ranked = sorted(scored, key=lambda sentence: (-sentence.coverage, sentence.number, sentence.span.start))
+    return ranked[:EXTRACT_CANDIDATES]
+
+
+def embed_input(sentence: ScoredSentence) -> str:
+    return sentence.span.text[:EMBED_CHARS]
+
+
+def cosine(left: Sequence[float], right: Sequence[float]) -> float:
+    dot = sum(a * b for a, b in zip(left, right, strict=True))
+    norm = math.sqrt(sum(a * a for a in left)) * math.sqrt(sum(b * b for b in right))
+    return dot / norm if norm else 0.0
+
+
+def extract_choose(
+    *,
+    question: TermWeights,
+    candidates: Sequence[ScoredSentence],
+    similarities: Sequence[float] | None,
+    passages: Sequence[Candidate],
+) -> Extract | None:
+    """Pick 1-EXTRACT_SENTENCES sentences by words and, where embedded, meaning; None when none qualifies."""
+    if not candidates:
+        return None
+    scored = [
+        ScoredSentence(
+            number=sentence.number,
+            span=sentence.span,
+            coverage=sentence.coverage,
+            similarity=similarities[index] if similarities is not None else None,
+        )
+        for index, sentence in enumerate(candidates)
+    ]
+    ranked = sorted(scored, key=lambda sentence: (-sentence.score, sentence.number, sentence.span.start))
+    best = ranked[0]
+    if best.score <= 0:
+        return None
+    chosen = [best] + [
+        sentence
+        for sentence in ranked[1:EXTRACT_SENTENCES]
+        if sentence.score >= EXTRACT_RELATIVE_SCORE * best.score
+    ]
+    # Read in document order within a passage, passages in the order they are numbered.
+    chosen.sort(key=lambda sentence: (sentence.number, sentence.span.start))
+    by_number = {candidate.number: candidate for candidate in passages}
+    found: set[str] = set()
+    for sentence in chosen:
+        found |= set(textual.terms(sentence.span.text)) | set(
+            textual.terms(by_number[sentence.number].context)
+        )
+    answers = question.coverage(found) >= grounding.MIN_CLAIM_COVERAGE or (
+        best.similarity is not None and best.similarity >= grounding.PARAPHRASE_SIMILARITY
+    )
+    return Extract(sentences=tuple(chosen), answers=answers)
+
+
+def trimmed_text(candidate: Candidate, scored: Sequence[ScoredSentence]) -> str:
+    """The passage as the model sees it: whole when short, else its best sentences with their neighbours."""
+    text = candidate.passage.text
+    if len(text) <= CONTEXT_CHARS_PER_PASSAGE:
+        return text
+    spans = textual.sentences(text)
+    own = {sentence.span.start: sentence.score for sentence in scored if sentence.number == candidate.number}
+    order = sorted(range(len(spans)), key=lambda index: (-own.get(spans[index].start, 0.0), index))
+    keep: set[int] = set()
+    used = 0
+    for index in order:
+        window = [i for i in (index - 1, index, index + 1) if 0 <= i < len(spans) and i not in keep]
+        cost = sum(len(spans[i].text) + 1 for i in window)
+        if keep and used + cost > CONTEXT_CHARS_PER_PASSAGE:
+            break
+        keep.update(window)
+        used += cost
+    pieces: list[str] = []
+    previous = -2
+    for index in sorted(keep):
+        if index != previous + 1 and pieces:
+            pieces.append("…")
+        pieces.append(spans[index].text)
+        previous = index
+    return " ".join(pieces)
+
+
+# Verifying the model's answer -------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    text: str
+    cited: list[int]
+    check: grounding.ClaimCheck | None = None
+    number: int | None = None
+
+
+@dataclass
+class Verification:
+    """The model's answer after its check: the sentences kept, with the passage each is cited to."""
+
+    claims: list[Claim] = field(default_factory=list)
+    kept: list[Claim] = field(default_factory=list)
+    refused: bool = False
+
+    @property
+    def unsupported(self) -> int:
+        return len(self.claims) - len(self.kept)
+
+    def text(self) -> str:
+        return " ".join(cite(claim.text, claim.number) for claim in self.kept if claim.number is not None)
+
+    def cited_numbers(self) -> list[int]:
+        return list(dict.fromkeys(claim.number for claim in self.kept if claim.number is not None))
+
+
+def citations(text: str, *, passages: int) -> tuple[str, list[int]]:
+    """The sentence without its bracketed markers, and the valid passage numbers it cites, in order.
+
+    `[2]`, `[2, 3]` and `[2][3]` cite; `[0]`, `[99]`, `[1-3]` or `[a]` cite nothing and are removed.
+    """
+    numbers: list[int] = []
+
+    def take(match: re.Match[str]) -> str:
+        inside = match.group(1)
+        if re.fullmatch(r"\d{1,3}(?:\s*,\s*\d{1,3})*", inside):
+            numbers.extend(int(part) for part in inside.split(",") if 1 <= int(part) <= passages)
+            return ""
+        # Citation-shaped but invalid ("[1-3]", "[a]", "[]"): removed; other bracketed text is the model's.
+        return "" if re.fullmatch(r"[\d\s,;:\-–—]*|[A-Za-z]\d*", inside) else match.group(0)
+
+    bare = CITATION.sub(take, text)
+    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    return " ".join(bare.split()), list(dict.fromkeys(numbers))
+
+
+def _clean_sentence(text: str) -> str:
+    """A sentence without its list or heading marker and without markup (which the page never renders)."""
+    text = re.sub(r"<[^>]*>", " ", text)
+    return re.sub(r"^(?:[-*•+]\s+|\d{1,3}[.)]\s+|#+\s+)", "", text.strip()).strip()
+
+
+def verify(
+    *,
+    answer: str,
+    candidates: Sequence[Candidate],
+    weights_for: dict[str, TermWeights],
+    question: TermWeights | None = None,
+    question_text: str = "",
+) -> Verification:
+    """Check each sentence against the passages it cites (then the others); keep the supported ones.
+
+    `weights_for` maps each sentence's citation-free text to its term weights (built by the caller, who
+    reads the terms' frequencies in one query). A sentence that its cited passage does not support but
+    another does is cited to that one; one that no passage supports is dropped, and so is a refusal.
+    """
+    result = Verification()
+    by_number = {candidate.number: candidate for candidate in candidates}
+    windows_of = {
+        number: grounding.windows(number, candidate.passage.text, context=candidate.context)
+        for number, candidate in by_number.items()
+    }
+    for span in textual.sentences(answer):
+        text, cited = citations(_clean_sentence(span.text), passages=len(candidates))
+        if grounding.is_refusal(text):
+            result.refused = True
+            continue
+        if not text or not grounding.has_content(text):
+            continue
+        if question_text and not grounding.has_news(text, question_text=question_text):
+            continue  # the question said back: nothing to check, nothing gained
+        claim = Claim(text=text, cited=cited)
+        result.claims.append(claim)
+        weights = weights_for.get(text, TermWeights(weights={}))
+        for numbers in (cited, [number for number in by_number if number not in cited]):
+            pool = [window for number in numbers for window in windows_of.get(number, [])]
+            if not pool:
+                continue
+            check = grounding.claim_check(
+                text, pool, weights=weights, question=question, question_text=question_text
+            )
+            if claim.check is None or (check.grounded and not claim.check.grounded):
+                claim.check = check
+            if check.grounded:
+                break
+        if claim.check is not None and claim.check.grounded and claim.check.window is not None:
+            claim.number = claim.check.window.passage
+            result.kept.append(claim)
+    return result
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """A claim whose words fell short in its best window but whose exact tokens are all there: the
+    embedding model decides whether it paraphrases the window and whether the window is about the question.
+    """
+
+    claim: Claim
+    window: Window
+    needs_paraphrase: bool
+    needs_about: bool
+
+
+def undecided(verification: Verification) -> list[Undecided]:
+    return [
+        Undecided(
+            claim=claim,
+            window=claim.check.window,
+            needs_paraphrase=not claim.check.supported,
+            needs_about=claim.check.about < grounding.MIN_QUESTION_COVERAGE,
+        )
+        for claim in verification.claims
+        if claim not in verification.kept
+        and claim.check is not None
+        and claim.check.window is not None
+        and not claim.check.missing_exact
+    ]
+
+
+def accept(verification: Verification, accepted: Sequence[Undecided]) -> None:
+    """Keep the claims the embedding check accepted, in answer order."""
+    for item in accepted:
+        item.claim.number = item.window.passage
+    keep = {id(claim) for claim in verification.kept} | {id(item.claim) for item in accepted}
+    verification.kept = [claim for claim in verification.claims if id(claim) in keep]

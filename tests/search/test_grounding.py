@@ -1,0 +1,157 @@
+"""The claim checker and the evidence gate on their own, with hand-written passages and sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from search import grounding, textual
+from search.answers import Candidate, citations, verify
+from search.retrieval import RetrievedChunk
+
+MEMORY = (
+    "Decompression memory depends on the block size. For a file compressed with -5, bunzip2 needs "
+    "2300k in normal mode. In small-memory mode (-s) it needs 1350k instead."
+)
+POLICY = (
+    "Lost or stolen devices must be reported to the IT Service Desk within 1 hour, on extension 4400. "
+    "Exceptions to this policy are approved by the Head of IT Security, Priya Raman, for at most 90 days."
+)
+# A small corpus's document frequencies: common words are in most chunks, names and numbers in few.
+FREQUENCIES = {"need": 40, "mode": 30, "file": 60, "compress": 50, "memori": 12, "bunzip2": 8, "report": 20}
+ALL_CHUNKS = 200
+
+
+def weights(text: str) -> grounding.TermWeights:
+    return grounding.term_weights(text, frequencies=FREQUENCIES, all_chunks=ALL_CHUNKS)
+
+
+def check(claim: str, passage: str) -> grounding.ClaimCheck:
+    return grounding.claim_check(claim, grounding.windows(1, passage), weights=weights(claim))
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "In small-memory mode bunzip2 needs 1350k for a file compressed with -5.",
+        "bunzip2 needs 1350k in small-memory mode.",
+        "Decompression memory depends on the block size.",
+    ],
+)
+def test_claims_the_passage_states_are_supported(claim: str) -> None:
+    assert check(claim, MEMORY).supported
+
+
+@pytest.mark.parametrize(
+    ("claim", "why"),
+    [
+        ("In small-memory mode bunzip2 needs 1200k for a file compressed with -5.", "a changed number"),
+        ("bunzip2 needs 1350k in small-memory mode, as Julian Seward wrote.", "a name the passage lacks"),
+        ("The SHA-256 checksum of the bzip2 tarball is published on the website.", "a topic it lacks"),
+        ("Compression is twice as fast with multithreading enabled on modern processors.", "other words"),
+    ],
+)
+def test_claims_the_passage_does_not_state_are_not(claim: str, why: str) -> None:
+    assert not check(claim, MEMORY).supported, why
+
+
+def test_a_claim_joining_a_name_to_a_role_the_passage_does_not_give_it_is_not_supported() -> None:
+    assert check("Exceptions are approved by Priya Raman, the Head of IT Security.", POLICY).supported
+    assert not check("Alderbank's Data Protection Officer is Priya Raman.", POLICY).supported
+
+
+def test_numbers_match_in_their_usual_spellings() -> None:
+    passage = "The default block size is 900k; -1 selects 100k."
+    assert check("The default block size is 900,000 bytes.", passage).supported
+    assert not check("The default block size is 800,000 bytes.", passage).supported
+
+
+def test_refusals_in_the_models_words_are_recognised() -> None:
+    for text in (
+        "I don't know from the documents.",
+        "The passages do not mention a chair.",
+        "No information.",
+    ):
+        assert grounding.is_refusal(text)
+    assert not grounding.is_refusal("Report it within 1 hour on extension 4400 [1].")
+
+
+def test_malformed_citations_cite_nothing_and_are_removed() -> None:
+    assert citations("It needs 1350k [1].", passages=2) == ("It needs 1350k.", [1])
+    assert citations("It needs 1350k [0][99][1-3] [2, 1].", passages=2) == ("It needs 1350k.", [2, 1])
+    assert citations("See [the manual] and [a].", passages=2) == ("See [the manual] and.", [])
+
+
+def _candidate(number: int, text: str, title: str = "Policy") -> Candidate:
+    passage = RetrievedChunk(
+        chunk_id=number,
+        document_id=number,
+        document_title=title,
+        collection_id=1,
+        text=text,
+        heading_path="",
+        page=None,
+        char_start=0,
+        char_end=len(text),
+        score=1.0,
+        dense_rank=1,
+        keyword_rank=1,
+    )
+    return Candidate(number=number, passage=passage, evidence=grounding.PassageEvidence(1.0, 1.0))
+
+
+def test_verify_keeps_supported_sentences_recites_miscited_ones_and_drops_the_rest() -> None:
+    answer = (
+        "Report a lost laptop within 1 hour on extension 4400 [2]. "
+        "Small-memory mode needs 1350k for -5 files. "
+        "The laptop is replaced every 3 years [1]. "
+        "I hope this helps!"
+    )
+    candidates = [_candidate(1, POLICY), _candidate(2, MEMORY, title="bzip2 manual")]
+    sentences = [citations(span.text, passages=2)[0] for span in textual.sentences(answer)]
+    result = verify(
+        answer=answer, candidates=candidates, weights_for={text: weights(text) for text in sentences}
+    )
+
+    assert [claim.number for claim in result.kept] == [1, 2]
+    assert result.text().startswith("Report a lost laptop within 1 hour on extension 4400 [1].")
+    assert "3 years" not in result.text()
+    # The laptop claim and the pleasantry: neither is in a passage.
+    assert result.unsupported == 2
+    assert not result.refused
+
+
+def test_verify_notes_a_refusal_and_keeps_nothing_from_it() -> None:
+    candidates = [_candidate(1, POLICY)]
+    answer = "I don't know from the documents."
+    result = verify(answer=answer, candidates=candidates, weights_for={})
+    assert result.refused and not result.kept
+
+
+@pytest.mark.parametrize(
+    ("question", "passage", "relevant"),
+    [
+        ("How much memory does bunzip2 need in small-memory mode?", MEMORY, True),
+        ("What is the capital of Australia?", MEMORY, False),
+        ("How do I report a lost laptop?", POLICY, True),
+        ("Who is the Data Protection Officer?", POLICY, False),
+    ],
+)
+def test_the_gate_weighs_the_questions_rare_terms(question: str, passage: str, relevant: bool) -> None:
+    evidence = grounding.passage_evidence(
+        question=weights(question), passage_text=passage, context="", similarity=None
+    )
+    assert evidence.relevant is relevant
+
+
+def test_sentences_keep_their_offsets_and_split_lists_and_rows() -> None:
+    text = "First, e.g. this one. Second one here.\n- an item\n| a | b |\nWrapped line\ncontinues here."
+    spans = textual.sentences(text)
+    assert [span.text for span in spans] == [
+        "First, e.g. this one.",
+        "Second one here.",
+        "- an item",
+        "| a | b |",
+        "Wrapped line\ncontinues here.",
+    ]
+    assert all(text[span.start : span.end] == span.text for span in spans)
+    assert textual.sentences("%%% *** ---") == []
