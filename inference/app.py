@@ -111,11 +111,12 @@ class ServiceState:
 
     settings: Settings
     metrics: Metrics
-    chat_gate: AdmissionGate
     started_at: int = field(default_factory=lambda: int(time.time()))
     embedder: EncoderProcess | None = None
     batcher: EmbeddingBatcher | None = None
     chat_engine: ChatEngine | None = None
+    # Sized from the chat engine once it has started (Settings.chat_admission).
+    chat_gate: AdmissionGate | None = None
     # What is loading now, for /readyz to say.
     loading: str = "the embedding model"
     load_error: str | None = None
@@ -298,16 +299,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServiceState(
-            settings=settings,
-            metrics=metrics,
-            chat_gate=AdmissionGate(
-                name="chat",
-                max_active=settings.chat_max_active,
-                max_waiting=settings.chat_max_queue,
-                metrics=metrics,
-            ),
-        )
+        state = ServiceState(settings=settings, metrics=metrics)
         app.state.service = state
         loading = asyncio.create_task(load_models(state, make_chat_engine), name="load-models")
         try:
@@ -358,6 +350,7 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
             model_id=settings.embedding_model_id,
             torch_threads=settings.torch_threads,
             packed=settings.embedding_packed,
+            stall_timeout_s=settings.encoder_stall_timeout_s,
         )
         rate = await asyncio.to_thread(warm_up, embedder, settings.embedding_max_batch_size)
         state.loading = f"the chat engine ({settings.chat_engine})"
@@ -372,10 +365,18 @@ async def load_models(state: ServiceState, make_chat_engine: ChatEngineFactory) 
         logger.exception("loading the models failed")
         state.load_error = f"{type(exc).__name__}: {exc}"
         return
+    max_active, max_queue = settings.chat_admission(getattr(engine, "max_num_seqs", None))
+    gate = AdmissionGate(name="chat", max_active=max_active, max_waiting=max_queue, metrics=state.metrics)
     batcher = new_batcher(state, embedder, inputs_per_second=rate)
-    state.embedder, state.chat_engine, state.batcher = embedder, engine, batcher
+    state.embedder, state.chat_engine, state.chat_gate, state.batcher = embedder, engine, gate, batcher
     state.metrics.models_loaded.set(1)
-    logger.info("models loaded: %s, chat engine %s", settings.embedding_model_id, settings.chat_engine)
+    logger.info(
+        "models loaded: %s, chat engine %s admitting %d at once and %d waiting",
+        settings.embedding_model_id,
+        settings.chat_engine,
+        max_active,
+        max_queue,
+    )
 
 
 def new_batcher(
@@ -417,6 +418,7 @@ async def load_retriever(state: ServiceState, model_id: str) -> LoadedEmbedder:
         model_id=model_id,
         torch_threads=state.settings.torch_threads,
         packed=state.settings.embedding_packed,
+        stall_timeout_s=state.settings.encoder_stall_timeout_s,
     )
     rate = await asyncio.to_thread(warm_up, model, state.settings.embedding_max_batch_size)
     loaded = LoadedEmbedder(model=model, batcher=new_batcher(state, model, inputs_per_second=rate))
@@ -550,7 +552,7 @@ def install_routes(app: FastAPI) -> None:
     async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
         """Chat completions (OpenAI's API); `stream: true` answers server-sent events."""
         state = service(request)
-        if not state.ready:
+        if not state.ready or state.chat_gate is None:
             raise not_ready(state)
         try:
             return await chat.complete(

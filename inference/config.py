@@ -8,6 +8,11 @@ from pathlib import Path
 
 from inference.auth import is_loopback
 
+# Chat requests let in at once when the engine does not say how many sequences it generates together.
+DEFAULT_CHAT_MAX_ACTIVE = 4
+# Chat requests that may wait for a slot, at the least: even an engine of one sequence absorbs a burst.
+MIN_CHAT_QUEUE = 16
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
@@ -28,6 +33,13 @@ def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _env_int_or_none(name: str, *, minimum: int = 0) -> int | None:
+    """An integer setting that, left empty, is derived from something known later."""
+    if not os.environ.get(name, "").strip():
+        return None
+    return _env_int(name, 0, minimum=minimum)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -92,13 +104,25 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     chat_engine: str = "llamacpp"
     chat_model: str | None = None
-    chat_max_active: int = 4
-    chat_max_queue: int = 16
+    # None: derived from the chat engine's own batch once it has started (chat_admission).
+    chat_max_active: int | None = None
+    chat_max_queue: int | None = None
     chat_timeout_s: float = 300.0
     # Bearer keys a client must present (inference.auth); required to listen on a non-loopback address.
     api_keys: tuple[str, ...] = ()
     # When set, /metrics is served to whoever presents it (else to loopback only), as the web app's.
     metrics_token: str = ""
+
+    def chat_admission(self, engine_batch: int | None) -> tuple[int, int]:
+        """Chat requests that run at once, and that may wait: as set, else from the engine's batch.
+
+        Running as many as the engine batches (its `max_num_seqs`) keeps each of its sequences busy; more
+        would only queue inside the engine. By default one more batch may wait, at least MIN_CHAT_QUEUE:
+        as continuous batching frees slots, a waiting request starts within about one answer's time.
+        """
+        active = self.chat_max_active or engine_batch or DEFAULT_CHAT_MAX_ACTIVE
+        queue = self.chat_max_queue if self.chat_max_queue is not None else max(active, MIN_CHAT_QUEUE)
+        return active, queue
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -135,8 +159,8 @@ class Settings:
             max_body_bytes=_env_int("INFERENCE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
             chat_engine=chat_engine,
             chat_model=os.environ.get("INFERENCE_CHAT_MODEL", "").strip() or None,
-            chat_max_active=_env_int("INFERENCE_CHAT_MAX_ACTIVE", 4, minimum=1),
-            chat_max_queue=_env_int("INFERENCE_CHAT_MAX_QUEUE", 16, minimum=0),
+            chat_max_active=_env_int_or_none("INFERENCE_CHAT_MAX_ACTIVE", minimum=1),
+            chat_max_queue=_env_int_or_none("INFERENCE_CHAT_MAX_QUEUE", minimum=0),
             chat_timeout_s=_env_float("INFERENCE_CHAT_TIMEOUT_S", 300.0, minimum=0.001),
             api_keys=api_keys,
             metrics_token=os.environ.get("INFERENCE_METRICS_TOKEN", "").strip(),

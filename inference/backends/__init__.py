@@ -19,10 +19,14 @@ Options (keyword arguments; the environment variable `create_engine_from_env` re
   prompt_format     "chat" (the model's chat template) or "completion" (plain prompt, for base models);
                     default: what the packaged model needs, else "chat"         [INFERENCE_CHAT_PROMPT_FORMAT]
   n_threads         llamacpp: CPU threads; default all cores                    [INFERENCE_CHAT_THREADS]
-  max_num_seqs      vllm: sequences batched at once; default 8                  [INFERENCE_CHAT_MAX_SEQS]
+  max_num_seqs      vllm: sequences batched at once; default 8 on CPU, vLLM's own on GPU
+                                                                                [INFERENCE_CHAT_MAX_SEQS]
   tensor_parallel_size, gpu_memory_utilization, enforce_eager, load_format, stream_interval, dtype, ...:
                     vllm (AsyncEngineArgs)    [INFERENCE_VLLM_TP, INFERENCE_VLLM_GPU_MEMORY,
                     INFERENCE_VLLM_ENFORCE_EAGER, INFERENCE_VLLM_LOAD_FORMAT, INFERENCE_VLLM_STREAM_INTERVAL]
+
+An engine may say how many sequences it generates at once as `max_num_seqs` (known once started); the
+service sizes its chat admission from it (`inference.config.Settings.chat_admission`).
 
 Errors a caller maps to HTTP answers, both raised by the first `__anext__` of `generate`, before any work:
 EngineOverloaded (429 with Retry-After) and ValueError for a prompt longer than the context (400).

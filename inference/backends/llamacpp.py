@@ -87,7 +87,9 @@ class LlamaCppEngine:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.prompt_format = prompt_format
         self.history: deque[JobRecord] = deque(maxlen=64)
-        self._max_jobs = 1 + max_waiting
+        # Its high-level API generates one sequence at a time.
+        self.max_num_seqs = 1
+        self._max_jobs = self.max_num_seqs + max_waiting
         self._jobs = 0
         self._llama_kwargs = llama_kwargs
         self._llm: Any = None

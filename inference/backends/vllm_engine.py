@@ -20,6 +20,8 @@ from inference.backends.base import ChatMessage, GenerationDelta, SamplingParams
 
 logger = logging.getLogger("inference")
 
+# Sequences batched at once on CPU when not set; on GPU vLLM's own default applies (128 in vLLM 0.32).
+CPU_MAX_NUM_SEQS = 8
 # Tuning settings a vLLM version may lack: passed only where the installed AsyncEngineArgs has them.
 OPTIONAL_ENGINE_ARGS = ("enforce_eager", "load_format", "stream_interval")
 
@@ -31,7 +33,10 @@ def _on_cpu() -> bool:
 
 
 class VllmEngine:
-    """A ChatEngine over vllm.AsyncLLM; up to `max_num_seqs` run at once, `max_waiting` more queue."""
+    """A ChatEngine over vllm.AsyncLLM; up to `max_num_seqs` run at once, `max_waiting` more queue.
+
+    `max_num_seqs` is None until `start` when neither set nor on CPU; then it is the value vLLM chose.
+    """
 
     def __init__(
         self,
@@ -39,7 +44,7 @@ class VllmEngine:
         *,
         model_name: str | None = None,
         context_tokens: int = 4096,
-        max_num_seqs: int = 8,
+        max_num_seqs: int | None = None,
         max_waiting: int = 32,
         prompt_format: PromptFormat = "chat",
         tensor_parallel_size: int = 1,
@@ -55,7 +60,9 @@ class VllmEngine:
         self.model_name = model_name or Path(model_path).name
         self.context_tokens = context_tokens
         self.prompt_format = prompt_format
-        self._max_in_flight = max_num_seqs + max_waiting
+        self.max_num_seqs = max_num_seqs
+        self._max_waiting = max_waiting
+        self._max_in_flight = 0
         self._in_flight = 0
         # None: this machine's default (filled in by `engine_args`), or vLLM's own.
         self._engine_args: dict[str, Any] = {
@@ -87,6 +94,7 @@ class VllmEngine:
         if cpu:
             # No graph capture on CPU: starts in seconds rather than minutes.
             args.setdefault("enforce_eager", True)
+            args.setdefault("max_num_seqs", CPU_MAX_NUM_SEQS)
         supported = {field.name for field in dataclasses.fields(AsyncEngineArgs)}
         for name in OPTIONAL_ENGINE_ARGS:
             if name in args and name not in supported:
@@ -118,6 +126,8 @@ class VllmEngine:
             if not self._stopped:
                 self._engine = engine
                 self._tokenizer = engine.get_tokenizer()
+                self.max_num_seqs = int(engine.vllm_config.scheduler_config.max_num_seqs)
+                self._max_in_flight = self.max_num_seqs + self._max_waiting
                 return
         engine.shutdown()  # the service stopped while this loaded: its engine core must not outlive it
 

