@@ -156,6 +156,34 @@ def test_passages_of_an_old_answer_are_hidden_once_access_is_revoked(
     assert staff_client.get(reverse("search:passage", args=[public_chunk.id])).status_code == 404
 
 
+def test_an_old_answers_stream_url_replays_it_without_passages_the_asker_may_no_longer_read(
+    staff_client: Client, staff_user: User, public_chunk: Chunk, groups: tuple[Group, Group]
+) -> None:
+    """Security review item 4: the replay of an answered turn once showed its stored sources unfiltered."""
+    message = make_message(
+        conversation__user=staff_user,
+        status=Message.Status.ANSWERED,
+        answer="Five days [1].",
+        sources=[
+            {
+                "number": 1, "chunk_id": public_chunk.id, "document_id": public_chunk.document_id,
+                "document_title": "Staff handbook", "heading_path": "Holidays", "page": None,
+                "excerpt": PUBLIC, "text": PUBLIC, "char_start": 0, "char_end": len(PUBLIC), "cited": True,
+            }
+        ],
+    )  # fmt: skip
+    stream = reverse("search:answer_stream", args=[message.id])
+    assert PUBLIC in "".join(data for _name, data in sse_events(staff_client.get(stream)))
+
+    staff_user.groups.remove(groups[0])
+
+    replay = "".join(data for _name, data in sse_events(staff_client.get(stream)))
+    assert "Five days" in replay
+    assert PUBLIC not in replay and f"/passages/{public_chunk.id}/" not in replay
+    feedback = staff_client.post(reverse("search:feedback", args=[message.id]), {"rating": "up"}, **HTMX)
+    assert PUBLIC not in feedback.content.decode()
+
+
 @pytest.mark.parametrize(
     ("name", "method", "needs_id"),
     [
