@@ -28,7 +28,8 @@ logger = logging.getLogger("inference")
 # pass of 64.
 ENCODE_PASS_SIZE = 16
 START_TIMEOUT_S = 300.0
-# An encoder that answers no batch within this long is stuck: it is killed, and started again.
+# By default, an encoder that answers no batch within this long is stuck: it is killed, and started again
+# (INFERENCE_ENCODER_STALL_TIMEOUT_S).
 STALL_TIMEOUT_S = 120.0
 
 _VECTORS = b"VECS"
@@ -46,11 +47,20 @@ class EncoderProcess:
     child dies, the batch in it raises EncoderUnavailable and the next `encode` starts a new child.
     """
 
-    def __init__(self, path: str, *, model_id: str, torch_threads: int = 1, packed: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        model_id: str,
+        torch_threads: int = 1,
+        packed: bool = True,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+    ) -> None:
         self.path = path
         self.model_id = model_id
         self.torch_threads = torch_threads
         self.packed = packed
+        self.stall_timeout_s = stall_timeout_s
         self.max_tokens = 0
         self.dimensions = 0
         self.restarts = 0
@@ -85,10 +95,10 @@ class EncoderProcess:
             assert self._conn is not None
             try:
                 self._conn.send(texts)
-                if not self._conn.poll(STALL_TIMEOUT_S):
+                if not self._conn.poll(self.stall_timeout_s):
                     self._reap()
                     raise EncoderUnavailable(
-                        f"The encoder of {self.model_id} answered nothing in {STALL_TIMEOUT_S:.0f} s "
+                        f"The encoder of {self.model_id} answered nothing in {self.stall_timeout_s:g} s "
                         "and was stopped; it restarts with the next request."
                     )
                 reply = self._conn.recv_bytes()

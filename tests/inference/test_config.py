@@ -25,6 +25,9 @@ def test_settings_are_read_from_the_environment_with_casts(monkeypatch: pytest.M
     assert settings.embedding_model_path == "/models/minilm"
     assert settings.torch_threads == 1
     assert settings.embedding_packed is True
+    assert settings.encoder_stall_timeout_s == 120.0
+    monkeypatch.setenv("INFERENCE_ENCODER_STALL_TIMEOUT_S", "2.5")
+    assert Settings.from_env().encoder_stall_timeout_s == 2.5
     monkeypatch.setenv("INFERENCE_EMBEDDING_PACKED", "off")
     assert Settings.from_env().embedding_packed is False
 
@@ -35,6 +38,7 @@ def test_settings_are_read_from_the_environment_with_casts(monkeypatch: pytest.M
         ("INFERENCE_EMBEDDING_MAX_QUEUE", "many"),
         ("INFERENCE_EMBEDDING_MAX_BATCH_SIZE", "0"),
         ("INFERENCE_REQUEST_TIMEOUT_S", "-1"),
+        ("INFERENCE_ENCODER_STALL_TIMEOUT_S", "0"),
         ("INFERENCE_CHAT_ENGINE", "gpt"),
         ("INFERENCE_EMBEDDING_PACKED", "maybe"),
     ],

@@ -70,3 +70,33 @@ def test_the_model_runs_in_a_child_process_and_a_crash_mid_batch_is_a_503_then_a
         assert http.get("/readyz").status_code == 200
     [restarted] = encoder_pids(service.process.pid)
     assert restarted != encoder
+
+
+def test_a_stalled_encoder_is_stopped_after_the_stall_timeout_with_a_503_then_restarted(
+    start_service: StartService,
+) -> None:
+    """An encoder that hangs mid-batch (SIGSTOP: alive, answering nothing) is killed once it has been
+    silent for INFERENCE_ENCODER_STALL_TIMEOUT_S; its request is a 503 and the next one is served."""
+    service = start_service(INFERENCE_ENCODER_STALL_TIMEOUT_S="3", INFERENCE_REQUEST_TIMEOUT_S="60")
+    [encoder] = encoder_pids(service.process.pid)
+    body = {"model": MODEL, "input": [LONG_TEXT] * 256, "truncate": True}
+    with httpx.Client(base_url=service.url, timeout=120) as http, ThreadPoolExecutor(1) as pool:
+        before = cpu_seconds(encoder)
+        sent_at = time.monotonic()
+        pending = pool.submit(http.post, "/v1/embeddings", json=body)
+        wait_until_encoding(encoder, before)
+        os.kill(encoder, signal.SIGSTOP)
+        error = assert_openai_error(pending.result(), 503)
+        waited = time.monotonic() - sent_at
+        assert error["code"] == "encoder_unavailable"
+        assert "answered nothing in 3 s" in str(error["message"])
+        # The watchdog's 3 s (counted from the batch's sending), not the request's deadline (60 s), ended it.
+        assert 3 <= waited < 30, waited
+        assert not Path(f"/proc/{encoder}").exists(), "the stalled encoder was left behind"
+
+        again = http.post("/v1/embeddings", json={"model": MODEL, "input": "after the stall"})
+        assert again.status_code == 200, again.text
+        assert len(again.json()["data"][0]["embedding"]) == 384
+        assert http.get("/readyz").status_code == 200
+    [restarted] = encoder_pids(service.process.pid)
+    assert restarted != encoder
