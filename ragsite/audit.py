@@ -11,10 +11,12 @@ so and passes: CI must not depend on it.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +99,9 @@ def npm_findings() -> tuple[list[str], list[str]] | None:
 
 def main() -> int:
     failed = False
-    checks = {label: (lambda venv=venv: pip_findings(venv)) for label, venv in ENVIRONMENTS.items()}
+    checks: dict[str, Callable[[], tuple[list[str], list[str]] | None]] = {
+        label: functools.partial(pip_findings, venv) for label, venv in ENVIRONMENTS.items()
+    }
     checks["front-end libraries (npm)"] = npm_findings
     for label, check in checks.items():
         findings = check()
