@@ -245,7 +245,7 @@ def citations(text: str, *, passages: int) -> tuple[str, list[int]]:
         return "" if re.fullmatch(r"[\d\s,;:\-–—]*|[A-Za-z]\d*", inside) else match.group(0)
 
     bare = CITATION.sub(take, text)
-    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    bare = re.sub(r"\s+([.,;:!?])(?=\s|$)", r"\1", bare)  # "30 days [1]." → "30 days.", not ".bz2"
     return " ".join(bare.split()), list(dict.fromkeys(numbers))
 
 
