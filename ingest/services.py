@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ops.services import audit_record
-from retrievers.services import embedding_slot_for_writes
+from retrievers.slots import embedding_slot_for_writes
 from search.inference import InferenceBusy, InferenceError, InferenceUnavailable
 from search.inference import embed as inference_embed
 

@@ -3,8 +3,9 @@
 A chunk has two vector columns (slots). The active retriever owns one and questions read it; a candidate is
 embedded into the other while questions go on, is evaluated against the active one on a held-out dataset,
 and becomes active only if it scores no worse. The retriever it replaces keeps its slot, so rolling back is
-another switch. Chunk writes hold a shared lock (`embedding_slot_for_writes`) and a switch the exclusive one,
-so no chunk is stored into a slot that stops being read: the switch fills the stragglers, then flips.
+another switch. Chunk writes hold a shared lock (`retrievers.slots.embedding_slot_for_writes`) and a switch
+the exclusive one, so no chunk is stored into a slot that stops being read: the switch fills the stragglers,
+then flips.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from ingest.chunking import embedding_input
@@ -31,7 +32,8 @@ from ops.services import audit_record
 from search import inference
 
 from .models import SLOT_COLUMNS, Retriever
-from .selectors import BASE_SLOT, EmbeddingSlot, embedding_slot_active, embedding_slot_of
+from .selectors import BASE_SLOT, EmbeddingSlot, embedding_slot_of
+from .slots import chunk_writes_pause
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,8 @@ Status = Retriever.Status
 BUILDING = (Status.EMBEDDING, Status.EVALUATING)
 # The model id is a directory name for the inference API: no separators, no leading dot (temporary copies).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-# Advisory lock keys (32-bit namespace, key): chunk writes (shared) against a switch (exclusive), and one
-# build step per retriever at a time. ingest.services uses 0x1A6E57 for its per-document locks.
-_SLOT_LOCK = (0x1A6E58, 0)
+# Advisory lock namespace of one build step per retriever at a time (retrievers.slots uses 0x1A6E58 for chunk
+# writes against a switch, ingest.services 0x1A6E57 for its per-document locks).
 _BUILD_LOCK_NAMESPACE = 0x1A6E59
 # Chunks one build task embeds before it queues the next, so that a lost worker costs one step.
 CHUNKS_PER_STEP = 1024
@@ -66,26 +67,7 @@ def retrievers_dir() -> Path:
     return Path(settings.RAGSITE_RETRIEVERS_DIR)
 
 
-# --- chunk writes ------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def embedding_slot_for_writes() -> Iterator[EmbeddingSlot]:
-    """The active retriever's model and column, held steady while chunks are embedded and stored.
-
-    A session lock in shared mode: writers never wait for each other, and a switch (exclusive) waits until
-    the writes in flight are stored, so every chunk lands in the slot that is read after the switch too.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", _SLOT_LOCK)
-    try:
-        yield embedding_slot_active()
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", _SLOT_LOCK)
-        except DatabaseError:
-            logger.warning("could not release the chunk-writes lock; it went with the connection")
+# --- filling a slot ----------------------------------------------------------------------------------------
 
 
 def _test_delay() -> None:
@@ -409,9 +391,7 @@ def _switch(target: Retriever, *, expected_active: Retriever, message: str) -> R
 def _chunk_writes_pause() -> None:
     """Wait for chunk writes in flight and hold new ones until the transaction ends."""
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(SWITCH_LOCK_TIMEOUT_S * 1000)}ms'")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SLOT_LOCK)
+        chunk_writes_pause(timeout_s=SWITCH_LOCK_TIMEOUT_S)
     except OperationalError as exc:
         raise RetrieverRefused(
             f"Documents being ingested kept writing chunks for {SWITCH_LOCK_TIMEOUT_S:g} s; nothing was "

@@ -271,7 +271,7 @@ def test_a_worse_model_is_refused_with_both_numbers_and_nothing_switches(
 def test_a_switch_waits_for_chunk_writes_in_flight_and_gives_up_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from retrievers import services
+    from retrievers import services, slots
 
     base = services.retriever_base_ensure()
     Retriever.objects.filter(id=base.id).update(status=Status.PREVIOUS)
@@ -281,7 +281,7 @@ def test_a_switch_waits_for_chunk_writes_in_flight_and_gives_up_cleanly(
 
     def write_chunks() -> None:
         try:
-            with services.embedding_slot_for_writes() as slot:
+            with slots.embedding_slot_for_writes() as slot:
                 assert slot == EmbeddingSlot(model_id="current-model", column="embedding_b")
                 writing.set()
                 release.wait(timeout=60)
