@@ -120,8 +120,9 @@ def contains_exact(haystack: str, token: str) -> bool:
     numeric = bool(_NUMBER.fullmatch(token))
     for form in number_forms(token) if token[:1].isdigit() else {token}:
         # A number may carry a unit ("1350k", "60-day"); a word must stand alone.
-        after = r"(?![\d]|[.,]\d)" if numeric else r"(?![\w])"
-        if re.search(rf"(?<![\w.]){re.escape(form)}{after}", flat):
+        # A number may not continue one ("1.350" is not "350"); a word may follow a dot (".ninja_log").
+        before, after = (r"(?<![\w.])", r"(?![\d]|[.,]\d)") if numeric else (r"(?<![\w])", r"(?![\w])")
+        if re.search(rf"{before}{re.escape(form)}{after}", flat):
             return True
     # `900000` also as "900 k" / "900k" in the source.
     if token.isdigit() and len(token) > 3 and token.endswith("000"):

@@ -155,3 +155,11 @@ def test_sentences_keep_their_offsets_and_split_lists_and_rows() -> None:
     ]
     assert all(text[span.start : span.end] == span.text for span in spans)
     assert textual.sentences("%%% *** ---") == []
+
+
+def test_file_names_and_options_match_after_a_dot_or_a_dash_but_numbers_do_not_continue_others() -> None:
+    passage = "Ninja keeps its log in a file called .ninja_log; bunzip2 -s needs 1350k. Version 1.350 is old."
+    assert textual.contains_exact(passage, "ninja_log")
+    assert textual.contains_exact(passage, "1350")
+    assert not textual.contains_exact(passage, "350")
+    assert check("The log is kept in a file called .ninja_log.", passage).supported
