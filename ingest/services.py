@@ -1,4 +1,5 @@
-"""Writes for collections, documents and chunks: upload, the ingestion pipeline and its state machine."""
+"""Writes for collections, documents and chunks: upload, the ingestion pipeline and its state machine, and
+re-embedding chunks into a retriever's vector slot."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ops.services import audit_record
+from retrievers.selectors import EmbeddingSlot
 from retrievers.slots import embedding_slot_for_writes
 from search.inference import InferenceBusy, InferenceError, InferenceUnavailable
 from search.inference import embed as inference_embed
 
-from .chunking import ChunkDraft, chunk_document
+from .chunking import ChunkDraft, chunk_document, embedding_input
 from .models import Chunk, Collection, Document
 from .parsers import Limits, ParseError, parse, title_from_filename
 
@@ -406,13 +408,46 @@ def chunks_embed_and_store(
             written += len(batch)
             if on_progress is not None:
                 on_progress(written, len(drafts))
-            _test_delay()
+            _test_delay("RAGSITE_INGEST_BATCH_DELAY_S")
     return written
 
 
-def _test_delay() -> None:
-    """A pause after each batch, set only by the fault-injection tests' worker settings."""
-    delay = float(getattr(settings, "RAGSITE_INGEST_BATCH_DELAY_S", 0) or 0)
+def chunks_slot_fill(
+    *, slot: EmbeddingSlot, limit: int | None = None, collection_id: int | None = None
+) -> int:
+    """Embed the chunks whose `slot.column` is empty with `slot.model_id`, up to `limit`; how many.
+
+    A retriever's build fills its slot with this, and an evaluation of a retriever that is not the active one
+    fills the slot for its corpus.
+    """
+    batch_size = int(getattr(settings, "RAGSITE_REEMBED_BATCH_SIZE", EMBED_BATCH_SIZE))
+    missing = Chunk.objects.filter(**{f"{slot.column}__isnull": True})
+    if collection_id is not None:
+        missing = missing.filter(collection_id=collection_id)
+    written, after_id = 0, 0
+    while limit is None or written < limit:
+        take = batch_size if limit is None else min(batch_size, limit - written)
+        chunks = list(
+            missing.filter(id__gt=after_id).order_by("id").only("id", "heading_path", "text")[:take]
+        )
+        if not chunks:
+            break
+        vectors = inference_embed(
+            [embedding_input(heading=chunk.heading_path, text=chunk.text) for chunk in chunks],
+            model=slot.model_id,
+        )
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            setattr(chunk, slot.column, vector)
+        Chunk.objects.bulk_update(chunks, [slot.column])
+        written += len(chunks)
+        after_id = chunks[-1].id
+        _test_delay("RAGSITE_REEMBED_BATCH_DELAY_S")
+    return written
+
+
+def _test_delay(setting: str) -> None:
+    """A pause of `setting` seconds after each batch; only the tests' worker settings set one."""
+    delay = float(getattr(settings, setting, 0) or 0)
     if delay:
         time.sleep(delay)
 

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from ingest.chunking import embedding_input
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk
+from ingest.services import chunks_slot_fill
 from ops.services import audit_record
 from search import inference
 
@@ -65,43 +64,6 @@ class RetrieverRefused(Exception):
 
 def retrievers_dir() -> Path:
     return Path(settings.RAGSITE_RETRIEVERS_DIR)
-
-
-# --- filling a slot ----------------------------------------------------------------------------------------
-
-
-def _test_delay() -> None:
-    """A pause after each re-embedded batch, set only by the tests' worker settings."""
-    delay = float(getattr(settings, "RAGSITE_REEMBED_BATCH_DELAY_S", 0) or 0)
-    if delay:
-        time.sleep(delay)
-
-
-def slot_fill(*, slot: EmbeddingSlot, limit: int | None = None, collection_id: int | None = None) -> int:
-    """Embed the chunks whose `slot.column` is empty with `slot.model_id`, up to `limit`; how many."""
-    batch_size = int(getattr(settings, "RAGSITE_REEMBED_BATCH_SIZE", 64))
-    missing = Chunk.objects.filter(**{f"{slot.column}__isnull": True})
-    if collection_id is not None:
-        missing = missing.filter(collection_id=collection_id)
-    written, after_id = 0, 0
-    while limit is None or written < limit:
-        take = batch_size if limit is None else min(batch_size, limit - written)
-        chunks = list(
-            missing.filter(id__gt=after_id).order_by("id").only("id", "heading_path", "text")[:take]
-        )
-        if not chunks:
-            break
-        vectors = inference.embed(
-            [embedding_input(heading=chunk.heading_path, text=chunk.text) for chunk in chunks],
-            model=slot.model_id,
-        )
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            setattr(chunk, slot.column, vector)
-        Chunk.objects.bulk_update(chunks, [slot.column])
-        written += len(chunks)
-        after_id = chunks[-1].id
-        _test_delay()
-    return written
 
 
 # --- the registry ------------------------------------------------------------------------------------------
@@ -303,7 +265,7 @@ def _build_step(retriever_id: int) -> bool:
         return False
     slot = embedding_slot_of(retriever=retriever)
     if retriever.status == Status.EMBEDDING:
-        if slot_fill(slot=slot, limit=CHUNKS_PER_STEP):
+        if chunks_slot_fill(slot=slot, limit=CHUNKS_PER_STEP):
             return True
         started = Retriever.objects.filter(id=retriever_id, status=Status.EMBEDDING).update(
             status=Status.EVALUATING,
@@ -326,7 +288,7 @@ def gate_evaluate(*, dataset_path: str | Path, slots: list[EmbeddingSlot]) -> li
     try:
         results = []
         for slot in slots:
-            slot_fill(slot=slot, collection_id=collection.id)
+            chunks_slot_fill(slot=slot, collection_id=collection.id)
             results.append(
                 dataset_evaluate(dataset=dataset, collection=collection, mode=GATE_MODE, slot=slot)
             )
@@ -367,10 +329,10 @@ def _gate_and_switch(candidate: Retriever) -> None:
 def _switch(target: Retriever, *, expected_active: Retriever, message: str) -> Retriever:
     """Make `target` active: fill its slot, then, with chunk writes paused, the stragglers and the flip."""
     slot = embedding_slot_of(retriever=target)
-    slot_fill(slot=slot)  # the bulk of what arrived since, while writes go on
+    chunks_slot_fill(slot=slot)  # the bulk of what arrived since, while writes go on
     with transaction.atomic():
         _chunk_writes_pause()
-        slot_fill(slot=slot)  # what arrived meanwhile; new writes now wait for this transaction
+        chunks_slot_fill(slot=slot)  # what arrived meanwhile; new writes now wait for this transaction
         rows = {row.id: row for row in Retriever.objects.select_for_update().order_by("id")}
         target, active = rows[target.id], rows[expected_active.id]
         if active.status != Status.ACTIVE or target.column != slot.column:

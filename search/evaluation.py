@@ -304,7 +304,7 @@ def dataset_evaluate(
     """Run every judged query through `chunk_search` as a reader of `collection`; the mean metrics.
 
     `slot` is the retriever to evaluate (its model embeds the queries, its column is searched); by default
-    the active one. Its column must be filled for the collection's chunks (`retrievers.services.slot_fill`).
+    the active one. Its column must be filled for the collection's chunks (`chunks_slot_fill`).
     """
     slot = slot or embedding_slot_active()
     query_ids = [q for q in dataset.qrels if q in dataset.queries]

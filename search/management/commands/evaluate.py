@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ingest.services import chunks_slot_fill
 from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
-from retrievers.services import slot_fill
 from search.evaluation import (
     collection_delete,
     corpus_find_kept,
@@ -85,7 +85,7 @@ class Command(BaseCommand):
         loaded = time.monotonic()
         try:
             # Ingestion embedded the corpus for the active retriever; another one's vectors are added here.
-            slot_fill(slot=slot, collection_id=collection.id)
+            chunks_slot_fill(slot=slot, collection_id=collection.id)
             scores = dataset_evaluate(
                 dataset=dataset, collection=collection, mode=options["mode"], k=options["k"], slot=slot
             )
