@@ -1,4 +1,8 @@
-"""Reads: which retriever (model id and vector column) questions and new chunks use, and the registry."""
+"""Reads: which retriever (model id and vector column) questions and new chunks use, and the registry.
+
+Below ingest and search: of them it uses only the inference client's model name (`retrievers.training_data`,
+which reads both for training/, sits above them).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from ingest.models import Chunk
 from search.inference import EMBEDDING_MODEL
 
 from .models import SLOT_COLUMNS, Retriever
@@ -56,51 +59,3 @@ def retriever_building() -> Retriever | None:
     """The candidate being embedded or evaluated, if any."""
     building = [Retriever.Status.EMBEDDING, Retriever.Status.EVALUATING]
     return Retriever.objects.filter(status__in=building).first()
-
-
-def chunks_missing_slot_count(*, column: str, collection_id: int | None = None) -> int:
-    """Chunks whose vector in `column` is not written yet."""
-    chunks = Chunk.objects.filter(**{f"{column}__isnull": True})
-    if collection_id is not None:
-        chunks = chunks.filter(collection_id=collection_id)
-    return chunks.count()
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """One (anchor, positive) pair for training/, and the unit its held-out split is decided by."""
-
-    anchor: str
-    positive: str
-    source: str
-    group: str
-
-
-def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[TrainingPair]:
-    """Pairs from the organisation's own data: heading path -> the live chunk's text, and question -> each
-    passage a helpful answer cited (thumbs up). Chunks group by document, feedback by itself."""
-    from django.db.models import F
-
-    from search.management.commands.export_feedback import as_pairs
-    from search.selectors import feedback_list
-
-    chunks = Chunk.objects.filter(generation=F("document__generation")).exclude(heading_path="")
-    if collection_ids:
-        chunks = chunks.filter(collection_id__in=collection_ids)
-    pairs = [
-        TrainingPair(
-            anchor=heading, positive=text, source=f"chunk:{chunk_id}", group=f"document:{document_id}"
-        )
-        for chunk_id, document_id, heading, text in chunks.order_by("id").values_list(
-            "id", "document_id", "heading_path", "text"
-        )
-        if text.strip()
-    ]
-    for feedback in feedback_list(rating="up"):
-        pairs += [
-            TrainingPair(
-                anchor=row["anchor"], positive=row["positive"], source=row["source"], group=row["source"]
-            )
-            for row in as_pairs(feedback)
-        ]
-    return pairs
