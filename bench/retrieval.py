@@ -40,9 +40,10 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 
+from evaluation.datasets import CorpusEntry, dataset_load  # noqa: E402
+from evaluation.services import embed_with_retries  # noqa: E402
 from ingest.models import Chunk, Collection, Document  # noqa: E402
 from search import inference  # noqa: E402
-from search.evaluation import CorpusEntry, dataset_load, embed_with_retries  # noqa: E402
 from search.retrieval import (  # noqa: E402
     DEFAULT_CANDIDATES,
     DEFAULT_EF_SEARCH,

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from evaluation.datasets import dataset_load
+from evaluation.services import collection_delete, corpus_load, dataset_evaluate
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk
 from ingest.services import chunks_slot_fill
 from ops.services import audit_record
@@ -159,8 +161,6 @@ def retriever_register(*, source: Path, name: str | None = None) -> Retriever:
 
 
 def _eval_dataset(retriever: Retriever, eval_dataset: str | None) -> Path:
-    from search.evaluation import dataset_load
-
     recorded = (retriever.metrics.get("eval") or {}).get("dataset") if retriever.metrics else None
     chosen = eval_dataset or recorded
     if not chosen:
@@ -281,8 +281,6 @@ def _build_step(retriever_id: int) -> bool:
 
 def gate_evaluate(*, dataset_path: str | Path, slots: list[EmbeddingSlot]) -> list[dict[str, Any]]:
     """`manage.py evaluate`'s run per slot: the corpus through ingestion, the queries through chunk_search."""
-    from search.evaluation import collection_delete, corpus_load, dataset_evaluate, dataset_load
-
     dataset = dataset_load(dataset_path)
     collection = corpus_load(dataset=dataset, keep=False, workers=GATE_LOAD_WORKERS)
     try:

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "ops",
     "ingest",
     "search",
+    "evaluation",
     "widget",
     "retrievers",
 ]

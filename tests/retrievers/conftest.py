@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.evaluation.beir import write_dataset
 from tests.inference.test_retrievers import base_model_path
 from tests.ingest.conftest import ingest_worker_env
 from tests.processes import ROOT, InferenceProcess, WorkerProcess, start_inference, start_worker
-from tests.search.test_evaluation import write_dataset
 
 INGEST_QUEUE = f"ingest-retrievers-{uuid.uuid4().hex[:8]}"
 REEMBED_QUEUE = f"reembed-retrievers-{uuid.uuid4().hex[:8]}"

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from evaluation.datasets import dataset_load
 from ingest.models import Chunk
 from retrievers.management.commands.export_training_pairs import is_held_out
-from search.evaluation import dataset_load
 from search.models import Feedback
 from tests.search.factories import add_chunks, make_collection, make_document
 from tests.search.test_export_feedback import make_feedback

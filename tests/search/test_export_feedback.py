@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from search.evaluation import dataset_load
+from evaluation.datasets import dataset_load
 from search.models import Conversation, Feedback, Message
 
 pytestmark = pytest.mark.django_db

@@ -10,16 +10,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.services import chunks_slot_fill
-from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
-from search.evaluation import (
+from evaluation.datasets import dataset_load
+from evaluation.services import (
     collection_delete,
     corpus_find_kept,
     corpus_is_complete,
     corpus_load,
     dataset_evaluate,
-    dataset_load,
 )
+from ingest.services import chunks_slot_fill
+from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
 from search.retrieval import MODES
 
 

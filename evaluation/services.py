@@ -1,161 +1,39 @@
-"""Retrieval quality on BEIR-layout datasets: loading, the metrics, and a run through `chunk_search`.
+"""Retrieval quality on a BEIR-layout dataset: its corpus through ingest, its queries through search.
 
-A dataset directory holds `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`) and
-`qrels/test.tsv` (`query-id`, `corpus-id`, `score`, with a header row). The corpus is loaded through the real
-ingest code (parse, chunk, embed, store, activate), each entry one document; queries run through the real
-retrieval selector as a user allowed to read the collection; chunks map back to their document's corpus id.
+The corpus is loaded through the real ingest code (parse, chunk, embed, store, activate), each entry one
+document; queries run through the real retrieval selector as a user allowed to read the collection; chunks
+map back to their document's corpus id.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 
+from ingest.chunking import chunk_document
 from ingest.models import Chunk, Collection, Document
+from ingest.parsers import ParseError, parse
+from ingest.services import chunks_embed_and_store, document_generation_activate, document_mark_failed
 from retrievers.selectors import EmbeddingSlot, embedding_slot_active
 from search import inference
-from search.retrieval import RetrievedChunk
 from search.selectors import chunk_search, collection_ids_readable_by
 
+from .datasets import CorpusEntry, Dataset
+from .metrics import RECALL_DEPTH, documents_in_rank_order, scores_compute
+
 QUERY_EMBED_BATCH = 64
-RECALL_DEPTH = 100
 # A document may have several chunks; retrieve this many per document wanted so that enough distinct
 # documents remain after keeping each document's best chunk.
 CHUNKS_PER_DOCUMENT = 2
 _COMPLETE = "complete"
 TRANSIENT_RETRIES = 6
-
-
-@dataclass(frozen=True)
-class CorpusEntry:
-    id: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    corpus: list[CorpusEntry]
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    fingerprint: str
-
-
-# --- loading a dataset -------------------------------------------------------------------------------------
-
-
-def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 3 or (number == 0 and not fields[2].strip().lstrip("-").isdigit()):
-                continue  # the header row, or a blank line
-            query_id, corpus_id, score = fields[0], fields[1], int(fields[2])
-            qrels.setdefault(query_id, {})[corpus_id] = score
-    return qrels
-
-
-def dataset_load(path: Path | str, *, split: str = "test") -> Dataset:
-    """Read a BEIR-layout dataset; raises FileNotFoundError naming what is missing."""
-    root = Path(path)
-    corpus_path, queries_path, qrels_path = (
-        root / "corpus.jsonl",
-        root / "queries.jsonl",
-        root / "qrels" / f"{split}.tsv",
-    )
-    for required in (corpus_path, queries_path, qrels_path):
-        if not required.is_file():
-            raise FileNotFoundError(f"{required} is missing: a BEIR dataset needs corpus, queries and qrels")
-    corpus = [
-        CorpusEntry(id=str(row["_id"]), title=str(row.get("title") or ""), text=str(row.get("text") or ""))
-        for row in _read_jsonl(corpus_path)
-    ]
-    queries = {str(row["_id"]): str(row["text"]) for row in _read_jsonl(queries_path)}
-    # Keyed by the data and the embedding model; `--reload` refreshes a kept corpus after ingest changes.
-    digest = hashlib.sha256(inference.EMBEDDING_MODEL.encode() + b"\0")
-    digest.update(corpus_path.read_bytes())
-    return Dataset(
-        name=root.resolve().name,
-        corpus=corpus,
-        queries=queries,
-        qrels=_read_qrels(qrels_path),
-        fingerprint=digest.hexdigest(),
-    )
-
-
-# --- metrics (binary or graded relevance, linear gain, as trec_eval and BEIR compute them) ---------------
-
-
-def ndcg_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
-    ideal = sorted((score for score in relevance.values() if score > 0), reverse=True)[:k]
-    ideal_dcg = sum(score / math.log2(rank + 2) for rank, score in enumerate(ideal))
-    if ideal_dcg == 0:
-        return 0.0
-    dcg = sum(max(relevance.get(doc, 0), 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]))
-    return dcg / ideal_dcg
-
-
-def recall_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
-    relevant = {doc for doc, score in relevance.items() if score > 0}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(ranked[:k])) / len(relevant)
-
-
-def mrr_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
-    for rank, doc in enumerate(ranked[:k], start=1):
-        if relevance.get(doc, 0) > 0:
-            return 1.0 / rank
-    return 0.0
-
-
-def scores_compute(
-    runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]], *, k: int = 10
-) -> dict[str, float | int]:
-    """Mean metrics over the judged queries (those with at least one relevant document) that were run."""
-    judged = [q for q, rels in qrels.items() if q in runs and any(score > 0 for score in rels.values())]
-    if not judged:
-        raise ValueError("no query has both a run and a relevant document in the qrels")
-
-    def mean(metric: Callable[[Sequence[str], Mapping[str, int], int], float], at: int) -> float:
-        return round(sum(metric(runs[q], qrels[q], at) for q in judged) / len(judged), 4)
-
-    return {
-        f"ndcg_at_{k}": mean(ndcg_at_k, k),
-        f"recall_at_{k}": mean(recall_at_k, k),
-        f"recall_at_{RECALL_DEPTH}": mean(recall_at_k, RECALL_DEPTH),
-        f"mrr_at_{k}": mean(mrr_at_k, k),
-        "queries": len(judged),
-    }
-
-
-def documents_in_rank_order(results: Sequence[RetrievedChunk], corpus_ids: Mapping[int, str]) -> list[str]:
-    """Corpus ids ranked by each document's best chunk."""
-    ranked: dict[str, None] = {}
-    for result in results:
-        ranked.setdefault(corpus_ids[result.document_id], None)
-    return list(ranked)
 
 
 # --- the corpus in the database ----------------------------------------------------------------------------
@@ -189,10 +67,6 @@ def _ingest_entry(document: Document, entry: CorpusEntry) -> int:
 
 
 def _ingest_entry_once(document: Document, entry: CorpusEntry) -> int:
-    from ingest.chunking import chunk_document
-    from ingest.parsers import ParseError, parse
-    from ingest.services import chunks_embed_and_store, document_generation_activate, document_mark_failed
-
     try:
         parsed = parse(entry.text.encode(), filename=f"{entry.id}.txt")
     except ParseError as exc:
