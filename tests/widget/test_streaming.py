@@ -1,14 +1,22 @@
-"""The answer stream over real HTTP (uvicorn): a visitor who leaves mid-answer is logged as cancelled."""
+"""The answer stream over real HTTP (uvicorn): a visitor who leaves mid-answer is logged as cancelled, and
+the model's stream is closed with it."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.processes import WebProcess
+from ingest.models import Collection, Document
+from ingest.services import document_create_from_bytes, document_ingest
+from tests.inference.helpers import metric
+from tests.processes import InferenceProcess, WebProcess, start_web
 from tests.search.factories import DocumentFactory, add_chunks
 from tests.search.fake_inference import FakeInference, Reply
 from widget.models import WidgetExchange
@@ -16,6 +24,16 @@ from widget.models import WidgetExchange
 from .factories import HOST_ORIGIN, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT_QUEUE = 'inference_queue_depth{queue="chat"}'
+CHAT_DISCONNECTED = 'inference_rejections_total{endpoint="/v1/chat/completions",reason="client_disconnected"}'
+RETURNS = """# Returns policy
+
+## Laptops
+
+Customers may return a laptop within 30 days of delivery for a full refund. The laptop must come back
+with its charger and in its original box.
+"""
 
 
 def test_a_visitor_leaving_mid_answer_cancels_it_and_the_log_says_so(
@@ -46,3 +64,65 @@ def test_a_visitor_leaving_mid_answer_cancels_it_and_the_log_says_so(
         exchange.refresh_from_db()
     assert exchange.status == WidgetExchange.Status.CANCELLED
     assert exchange.finished_at is not None
+
+
+@pytest.fixture(scope="module")
+def web_on_the_real_model(
+    test_database_name: str, logs_dir: Path, inference_server: InferenceProcess
+) -> Iterator[WebProcess]:
+    """The web app under uvicorn, its model the real inference API (llama.cpp, the CPU default model)."""
+    web = start_web(
+        database_name=test_database_name,
+        log_dir=logs_dir,
+        inference_url=inference_server.url,
+        extra_env={"INFERENCE_TIMEOUT_S": "600"},
+    )
+    yield web
+    web.stop()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_visitor_leaving_mid_answer_closes_the_model_stream_the_inference_api_sees_the_disconnect(
+    web_on_the_real_model: WebProcess, use_inference: InferenceProcess, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    # Queued copies of the ingest task go to a queue no worker reads; the test ingests in-process.
+    settings.RAGSITE_INGEST_QUEUE = f"unread-{uuid.uuid4().hex[:8]}"
+    collection = Collection.objects.create(name=f"returns-{uuid.uuid4().hex[:6]}")
+    document = document_create_from_bytes(collection=collection, data=RETURNS.encode(), name="returns.md")
+    document_ingest(document_id=document.id)
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY, document.error
+    key, _ = make_key(collections=[collection])
+    model = use_inference.url
+    disconnected_before = metric(model, CHAT_DISCONNECTED)
+
+    with httpx.stream(
+        "POST",
+        f"{web_on_the_real_model.url}/widget/v1/{key.public_id}/ask",
+        json={"question": "How many days do customers have to return a laptop?"},
+        headers={"Origin": HOST_ORIGIN},
+        timeout=600,
+    ) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # kept: dropping the iterator would close the connection
+        assert next(lines) == "event: sources"
+        # Leave while the model works on the answer: its chat request holds a place in the API's queue.
+        wait_until(lambda: metric(model, CHAT_QUEUE) >= 1, timeout=300, what="the model was never asked")
+    # The visitor's connection is closed: the web app must close its own request to the model.
+
+    wait_until(lambda: metric(model, CHAT_QUEUE) == 0, timeout=60, what="the model's request never ended")
+    assert metric(model, CHAT_DISCONNECTED) == disconnected_before + 1
+    exchange = WidgetExchange.objects.get(key=key)
+    deadline = time.monotonic() + 30
+    while exchange.status == WidgetExchange.Status.STREAMING and time.monotonic() < deadline:
+        time.sleep(0.2)
+        exchange.refresh_from_db()
+    assert exchange.status == WidgetExchange.Status.CANCELLED
