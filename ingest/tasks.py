@@ -9,24 +9,27 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from search.inference import InferenceBusy, InferenceUnavailable
 
 from . import services
+from .parsers import parsers_preload
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT = (InferenceBusy, InferenceUnavailable, OperationalError, InterfaceError)
 MAX_RETRIES = 6
+MAX_RETRY_DELAY_S = 300.0
 SOFT_TIME_LIMIT_S = 30 * 60
 
 
 def _retry_delay(retries: int, exc: Exception) -> float:
-    """Exponential backoff (5 s, 10 s, … capped at 5 min), or the model service's Retry-After if longer."""
-    delay = min(5.0 * 2**retries, 300.0)
+    """Exponential backoff (RAGSITE_INGEST_RETRY_BASE_S, 5 s: 5 s, 10 s, … capped at 5 min), or the model
+    service's Retry-After if longer."""
+    delay = min(float(settings.RAGSITE_INGEST_RETRY_BASE_S) * 2**retries, MAX_RETRY_DELAY_S)
     if isinstance(exc, InferenceBusy):
         delay = max(delay, exc.retry_after)
     return delay
@@ -96,6 +99,17 @@ def _sweep_stalled_forever(interval_s: float) -> None:
     while True:
         time.sleep(interval_s)
         _requeue_stalled_once()
+
+
+@worker_init.connect
+def preload_parsers(**kwargs: Any) -> None:
+    """Import the format parsers in the worker's main process, before it forks its pool.
+
+    Each pool process would otherwise import them on its first task: about a second of CPU each, all at
+    once when a batch of uploads arrives. Forked processes inherit the imported modules. A worker imports
+    this module (task autodiscovery, after Django's set-up) before it sends worker_init.
+    """
+    parsers_preload()
 
 
 @worker_ready.connect

@@ -5,7 +5,7 @@ import tempfile
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown
+from celery.signals import worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
 
@@ -21,19 +21,6 @@ if os.environ.get("RAGSITE_WORKER_METRICS_PORT") and not os.environ.get("PROMETH
 app = Celery("ragsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@worker_init.connect
-def preload_parsers(**kwargs: Any) -> None:
-    """Import the format parsers in the worker's main process, before it forks its pool.
-
-    Each pool process would otherwise import them on its first task: about a second of CPU each, all at
-    once when a batch of uploads arrives. Forked processes inherit the imported modules. Connected here,
-    where `celery -A ragsite` imports it before the worker starts (after Django's own worker_init set-up).
-    """
-    from ingest.parsers import parsers_preload
-
-    parsers_preload()
 
 
 @worker_shutdown.connect

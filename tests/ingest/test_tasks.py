@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,7 +18,7 @@ from ingest.tokens import MODEL_MAX_TOKENS
 from tests.factories import CollectionFactory, StaffUserFactory
 from tests.ingest import files
 from tests.ingest.conftest import wait_for, wait_until_done
-from tests.processes import WorkerProcess
+from tests.processes import ROOT, WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,3 +187,23 @@ def test_an_unreachable_model_service_ends_failed_after_bounded_retries(settings
         in document.error
     )
     assert not document.chunks.exists()
+
+
+def test_a_worker_preloads_the_format_parsers_before_it_forks_its_pool() -> None:
+    # In a fresh interpreter, the worker's start-up: Django's set-up and task autodiscovery, then worker_init.
+    script = (
+        "import sys\n"
+        "from celery.signals import worker_init\n"
+        "from ragsite.celery import app\n"
+        "class Worker:\n"
+        "    app, pool_cls = app, 'prefork'\n"
+        "app.loader.init_worker()\n"
+        "print('pypdf' in sys.modules, 'docx' in sys.modules)\n"
+        "worker_init.send(sender=Worker())\n"
+        "print('pypdf' in sys.modules, 'docx' in sys.modules)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ragsite.settings.test", "CELERY_SKIP_CHECKS": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
+    assert completed.stdout.split("\n")[:2] == ["False False", "True True"], completed.stderr
