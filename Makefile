@@ -42,6 +42,7 @@ lint: $(STAMP)/venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # the layers in pyproject.toml (docs/architecture.md)
 
 format: $(STAMP)/venv
 	$(VENV)/bin/ruff format .
