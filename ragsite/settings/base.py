@@ -161,6 +161,8 @@ RAGSITE_MAX_UPLOAD_REQUEST_BYTES = env.int(
 RAGSITE_MAX_UNPACKED_BYTES = env.int("RAGSITE_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
 RAGSITE_INGEST_QUEUE = env.str("RAGSITE_INGEST_QUEUE", default="ingest")
 RAGSITE_INGEST_BATCH_SIZE = env.int("RAGSITE_INGEST_BATCH_SIZE", default=64)
+# An ingest that meets a transient fault retries after this long, doubling each time (at most 5 minutes).
+RAGSITE_INGEST_RETRY_BASE_S = env.float("RAGSITE_INGEST_RETRY_BASE_S", default=5.0)
 # Registered retrievers (fine-tuned embedding models), one directory per model id; the inference API reads
 # the same directory (the same variable), so they must agree.
 RAGSITE_RETRIEVERS_DIR = env.path("RAGSITE_RETRIEVERS_DIR", default=str(DATA_DIR / "retrievers"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,3 +110,48 @@ def test_a_document_waits_out_an_unavailable_model_and_splits_batches_that_time_
     assert Chunk.objects.filter(document=document).count() == 10
     assert flaky_service.batch_sizes[:2] == [10, 10]  # the two refusals
     assert max(flaky_service.batch_sizes[2:]) == 10 and min(flaky_service.batch_sizes) <= 4  # then split
+
+
+def test_on_a_worker_an_unreachable_model_service_ends_failed_after_bounded_retries(
+    settings: Any, test_database_name: str, logs_dir: Path, media_dir: Path
+) -> None:
+    """On a real worker, each retry is a task the broker hands back after its countdown: every one meets a
+    closed port, and the last records why it gave up (the backoff shortened to 0.1 s, doubling)."""
+    from ingest.tasks import MAX_RETRIES
+    from ragsite.devstack import free_port
+
+    queue = f"{RETRY_QUEUE}-unreachable"
+    settings.RAGSITE_INGEST_QUEUE = queue
+    worker: WorkerProcess = start_worker(
+        database_name=test_database_name,
+        log_dir=logs_dir,
+        queues=queue,
+        extra_env={
+            "DJANGO_SETTINGS_MODULE": "tests.ingest.worker_settings",
+            "RAGSITE_INGEST_QUEUE": queue,
+            "RAGSITE_INGEST_RETRY_BASE_S": "0.1",
+            "INFERENCE_URL": f"http://127.0.0.1:{free_port()}",
+            "MEDIA_ROOT": str(media_dir),
+        },
+    )
+    try:
+        document = services.document_create_from_bytes(
+            collection=CollectionFactory.create(), data=b"Unlucky\n\nThe model is down.\n", name="down.txt"
+        )
+        wait_until_done([document.id], worker=worker, timeout=120)
+        log = worker.log()
+    finally:
+        worker.stop()
+
+    document.refresh_from_db()
+    assert document.status == "failed", log[-3000:]
+    assert "cannot be reached" in document.error
+    assert f"Gave up after {MAX_RETRIES} retries; press Retry once it is back." in document.error
+    assert not document.chunks.exists()
+    # The worker received the task, then each retry after the countdown it set, and the last one ended it.
+    countdowns = [
+        float(s) for s in re.findall(r"ingest\.document_ingest\[[^]]+\] retry: Retry in ([\d.]+)s", log)
+    ]
+    assert countdowns == pytest.approx([0.1 * 2**retry for retry in range(MAX_RETRIES)]), log[-3000:]
+    assert len(re.findall(r"ingest\.document_ingest\[[^]]+\] received", log)) == MAX_RETRIES + 1
+    assert len(re.findall(r"ingest\.document_ingest\[[^]]+\] succeeded", log)) == 1
