@@ -22,12 +22,14 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT = (InferenceBusy, InferenceUnavailable, OperationalError, InterfaceError)
 MAX_RETRIES = 6
+MAX_RETRY_DELAY_S = 300.0
 SOFT_TIME_LIMIT_S = 30 * 60
 
 
 def _retry_delay(retries: int, exc: Exception) -> float:
-    """Exponential backoff (5 s, 10 s, … capped at 5 min), or the model service's Retry-After if longer."""
-    delay = min(5.0 * 2**retries, 300.0)
+    """Exponential backoff (RAGSITE_INGEST_RETRY_BASE_S, 5 s: 5 s, 10 s, … capped at 5 min), or the model
+    service's Retry-After if longer."""
+    delay = min(float(settings.RAGSITE_INGEST_RETRY_BASE_S) * 2**retries, MAX_RETRY_DELAY_S)
     if isinstance(exc, InferenceBusy):
         delay = max(delay, exc.retry_after)
     return delay
