@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
-FORMAT = "ragsite-checkpoint/1"
+# 2: the files are a torch.distributed.checkpoint directory that any world size can load (1 was
+# one torch.save file per part, loadable only at the world size that wrote it).
+FORMAT = "ragsite-checkpoint/2"
 CHUNK_BYTES = 8 << 20
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
@@ -86,6 +88,29 @@ def write_manifest(
     }
     write_file_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
     fsync_dir(directory)
+
+
+def seal_directory(
+    directory: Path, *, step: int, meta: dict[str, Any], on_file: Callable[[int, int], None] | None = None
+) -> int:
+    """Checksum every file another writer left in ``directory`` and seal it; returns the bytes.
+
+    For files written by several processes (each rank writes its own): they must all be complete
+    and fsynced before this runs. ``on_file(done, total)`` runs after each file (fault injection).
+    """
+    names = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
+    )
+    files = {}
+    for done, name in enumerate(names, start=1):
+        path = directory / name
+        files[name] = (path.stat().st_size, file_sha256(path))
+        if on_file is not None:
+            on_file(done, len(names))
+    write_manifest(directory, step=step, files=files, meta=meta)
+    return sum(size for size, _ in files.values())
 
 
 def file_sha256(path: Path) -> str:

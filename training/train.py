@@ -12,15 +12,14 @@ The output directory gets ``model/`` (a sentence-transformers directory), ``metr
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
-import os
 import random
 import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
@@ -30,12 +29,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from training import manifest
-from training.checkpoint import Checkpointer, Fault, load_parts
+from training.checkpoint import Checkpointer, Fault, load_checkpoint
 from training.data import Pair, load_pairs, pairs_digest
 from training.frequency import checkfreq_interval
+from training.gradients import flat_gradient, micro_batch_seed, set_flat_gradient, sum_in_micro_batch_order
 from training.model import (
     base_model_path,
     encode,
@@ -44,7 +44,17 @@ from training.model import (
     tokenize,
     weights_digest,
 )
-from training.sampler import DistributedBatchSampler
+from training.runtime import (
+    EventLog,
+    Process,
+    init_distributed,
+    leave_process_group,
+    start_watchdog,
+    warn_if_store_is_shared,
+)
+from training.sampler import GlobalBatchSampler, micro_batch_share
+from training.samples import record_step
+from training.watchdog import Watchdog
 
 log = logging.getLogger("training")
 
@@ -65,7 +75,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--freeze-embeddings", action="store_true", help="train the transformer layers only (smaller state)"
     )
     p.add_argument("--max-length", type=int, default=128, help="tokens per text")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per rank per step")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="pairs per micro-batch: each pair's in-batch negatives are the other pairs of its micro-batch",
+    )
+    p.add_argument(
+        "--global-batch-size",
+        type=int,
+        help="pairs per optimiser step, at any world size (default: batch size x world size of the "
+        "first attempt; a resumed run keeps its checkpoint's)",
+    )
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup-steps", type=int, default=10)
@@ -77,6 +98,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint-overhead", type=float, default=0.035, help="target, as a fraction")
     p.add_argument("--keep-checkpoints", type=int, default=3)
     p.add_argument("--no-checkpoints", action="store_true", help="neither save nor resume")
+    p.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a heartbeat from a rank, or without a step, before the attempt is aborted",
+    )
+    p.add_argument("--collective-timeout", type=float, default=600.0, help="seconds any collective may wait")
+    p.add_argument(
+        "--record-samples", action="store_true", help="log each step's pair indices to samples.jsonl"
+    )
     p.add_argument("--eval-beir", type=Path, help="BEIR dir: record nDCG@10 before and after")
     p.add_argument("--eval-max-length", type=int, default=256)
     p.add_argument("--eval-max-docs", type=int, help="evaluate on the relevant docs plus a sample")
@@ -84,47 +115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@dataclass
-class EventLog:
-    """JSON lines any rank appends to (one write each): timings the bench and tests read."""
-
-    path: Path
-    rank: int
-    restart: int = field(default_factory=lambda: int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
-
-    def write(self, event: str, **values: Any) -> None:
-        row = {"event": event, "t": time.time(), "rank": self.rank, "restart": self.restart}
-        line = json.dumps(row | values) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-
-
-def seed_everything(seed: int, rank: int) -> None:
-    random.seed(seed + rank)
-    np.random.seed(seed + rank)
-    torch.manual_seed(seed + rank)
+def seed_everything(seed: int) -> None:
+    """The same seed on every rank: nothing the loss depends on may come from a rank's own stream."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def warmup_then_linear(warmup: int, total: int) -> Any:
@@ -151,38 +148,21 @@ def contrastive_loss(
     return F.cross_entropy(scores, torch.arange(len(texts), device=scores.device))
 
 
-def init_distributed() -> tuple[int, int, int, torch.device]:
-    """Join torchrun's process group (a world of one when run as plain python)."""
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-        torch.cuda.set_device(local_rank)
-        device, backend = torch.device("cuda", local_rank), "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
-    # Keys of a crashed attempt can linger in torchrun's store and point the new ranks at dead
-    # peers (pytorch/pytorch#167288); a prefix per attempt keeps each restart's mesh to itself.
-    store, rank, world_size = next(dist.rendezvous("env://"))
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    store = dist.PrefixStore(f"ragsite-train/attempt-{attempt}", store)
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
-    return rank, world_size, local_rank, device
-
-
 @dataclass
 class Trainer:
     args: argparse.Namespace
-    rank: int
-    world_size: int
-    device: torch.device
+    process: Process
     events: EventLog
+    watchdog: Watchdog
+    preemption: threading.Event  # set by SIGTERM, from the start of the process
 
     def __post_init__(self) -> None:
         args = self.args
+        self.rank, self.world_size, self.device = (
+            self.process.rank,
+            self.process.world_size,
+            self.process.device,
+        )
         self.base_dir = args.base_model or base_model_path()
         self.pairs: list[Pair] = load_pairs(args.pairs)
         self.data_sha256 = pairs_digest(self.pairs)
@@ -190,115 +170,168 @@ class Trainer:
         if args.freeze_embeddings:
             self.model.embeddings.requires_grad_(False)
         self.model.to(self.device).train()
-        self.ddp = DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-        )
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-        )
-        self.sampler = DistributedBatchSampler(
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.numel = sum(p.numel() for p in self.params)
+        self.optimizer = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=args.weight_decay)
+        self.checkpoint_root = args.checkpoint_dir or args.output_dir / "checkpoints"
+        self.found = None if args.no_checkpoints else self.pick_checkpoint()
+        self.sampler = GlobalBatchSampler(
             num_items=len(self.pairs),
-            batch_size=args.batch_size,
-            world_size=self.world_size,
-            rank=self.rank,
+            global_batch_size=self.choose_global_batch_size(),
+            micro_batch_size=args.batch_size,
             seed=args.seed,
         )
+        self.share = micro_batch_share(self.sampler.micro_batches_per_step, self.rank, self.world_size)
         self.max_steps = args.max_steps or args.epochs * self.sampler.batches_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_then_linear(args.warmup_steps, self.max_steps)
         )
         self.step = 0
         self.interval: int | None = args.checkpoint_every
-        self.checkpoint_root = args.checkpoint_dir or args.output_dir / "checkpoints"
         self.checkpointer: Checkpointer | None = None
-        if self.rank == 0 and not args.no_checkpoints:
+        if not args.no_checkpoints:
             self.checkpointer = Checkpointer(
                 root=self.checkpoint_root,
                 keep=args.keep_checkpoints,
+                rank=self.rank,
+                group=dist.new_group(backend="gloo", timeout=dist.default_pg_timeout),
                 fault=Fault.from_env(self.rank),
                 on_kill=lambda step: self.events.write("killed", step=step, phase="write"),
+                on_sealed=lambda stats: self.events.write(
+                    "sealed", step=stats.step, bytes=stats.bytes, persist_s=stats.persist_s
+                ),
             )
         self.fault = Fault.from_env(self.rank)
-        self.stop_requested = False
 
     # -- state --------------------------------------------------------------------------------
 
-    def trainer_state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "sampler": self.sampler.state_dict(),
-            "rng": rng_states,
-            "world_size": self.world_size,
-            "data_sha256": self.data_sha256,
-            "interval": self.interval,
-        }
-
-    def save_checkpoint(self) -> None:
-        """Collective: every rank hands its RNG streams to rank 0, which snapshots and persists."""
-        gathered: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        dist.gather_object(rng_state(), gathered, dst=0)
-        if self.checkpointer is None or gathered is None:
-            return
-        parts = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "trainer": self.trainer_state(gathered),
-        }
-        stats = self.checkpointer.save(self.step, parts, meta={"world_size": self.world_size})
-        self.events.write("snapshot", step=self.step, snapshot_s=stats.snapshot_s, stall_s=stats.stall_s)
-
-    def resume(self) -> None:
-        """Every rank loads the checkpoint rank 0 picked: the newest one that verifies."""
-        if self.args.no_checkpoints:
-            return
+    def pick_checkpoint(self) -> manifest.Checkpoint | None:
+        """Collective: rank 0 picks the newest checkpoint that verifies, every rank learns which."""
         picked: list[Any] = [None]
         if self.rank == 0:
             found = manifest.newest_valid(self.checkpoint_root)
             manifest.discard_newer_than(self.checkpoint_root, found.step if found else 0)
-            picked = [(str(found.path), found.manifest) if found else None]
+            picked = [found]
         dist.broadcast_object_list(picked, src=0)
-        if picked[0] is None:
-            log.info("no checkpoint in %s: starting at step 0", self.checkpoint_root)
-            return
-        path, sealed = picked[0]
-        parts = load_parts(manifest.Checkpoint(step=sealed["step"], path=Path(path), manifest=sealed))
-        state = parts["trainer"]
-        if state["world_size"] != self.world_size:
+        return picked[0]
+
+    def choose_global_batch_size(self) -> int:
+        """The checkpoint's global batch, else --global-batch-size, else batch size x world size."""
+        args = self.args
+        saved = self.found.manifest["meta"]["sampler"]["global_batch_size"] if self.found else None
+        if saved is not None and args.global_batch_size not in (None, saved):
             raise SystemExit(
-                f"checkpoint {path} was taken with {state['world_size']} ranks, this run has "
-                f"{self.world_size}: per-rank RNG streams cannot be replayed; use the same world size"
+                f"{self.found.path if self.found else ''} was trained with a global batch of {saved}, this "
+                f"run asks for {args.global_batch_size}: the steps would not be the same; resume without it"
             )
-        if state["data_sha256"] != self.data_sha256:
-            raise SystemExit(f"checkpoint {path} was trained on different pairs than {self.args.pairs}")
-        self.model.load_state_dict(parts["model"])
-        self.optimizer.load_state_dict(parts["optimizer"])
-        self.scheduler.load_state_dict(parts["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"][self.rank])
-        self.step = state["step"]
-        self.interval = self.interval or state["interval"]
-        log.info("resumed from %s at step %d", Path(path).name, self.step)
-        self.events.write("resumed", step=self.step, checkpoint=Path(path).name)
+        return int(saved or args.global_batch_size or args.batch_size * self.world_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+        return {"model": model_state, "optimizer": optimizer_state, "scheduler": self.scheduler.state_dict()}
+
+    def save_checkpoint(self) -> None:
+        """Collective: every rank stages the state and writes its share in the background."""
+        if self.checkpointer is None:
+            return
+        meta = {
+            "step": self.step,
+            "world_size": self.world_size,
+            "samples_consumed": self.sampler.samples_consumed,
+            "sampler": self.sampler.state_dict(),
+            "data_sha256": self.data_sha256,
+            "interval": self.interval,
+            "attempt": self.process.attempt,
+        }
+        stats = self.checkpointer.save(self.step, self.state_dict(), meta=meta)
+        self.watchdog.progress()
+        self.events.write("snapshot", step=self.step, snapshot_s=stats.snapshot_s, stall_s=stats.stall_s)
+
+    def resume(self) -> None:
+        """Every rank loads the checkpoint rank 0 picked, whatever world size wrote it."""
+        found = self.found
+        if found is None:
+            if not self.args.no_checkpoints:
+                log.info("no checkpoint in %s: starting at step 0", self.checkpoint_root)
+            return
+        meta = found.manifest["meta"]
+        if meta["data_sha256"] != self.data_sha256:
+            raise SystemExit(f"checkpoint {found.path} was trained on different pairs than {self.args.pairs}")
+        self.sampler.load_state_dict(meta["sampler"])
+        if self.sampler.samples_consumed != meta["step"] * self.sampler.global_batch_size:
+            raise SystemExit(f"checkpoint {found.path}: step and samples consumed disagree")
+        state = self.state_dict()
+        load_checkpoint(found, state)
+        set_state_dict(
+            self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
+        )
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = meta["step"]
+        self.interval = self.interval or meta["interval"]
+        log.info(
+            "resumed from %s at step %d (%d samples consumed; written by %d ranks, now %d)",
+            found.path.name,
+            self.step,
+            self.sampler.samples_consumed,
+            meta["world_size"],
+            self.world_size,
+        )
+        self.events.write(
+            "resumed",
+            step=self.step,
+            checkpoint=found.path.name,
+            samples_consumed=self.sampler.samples_consumed,
+            checkpoint_world_size=meta["world_size"],
+        )
 
     # -- training -----------------------------------------------------------------------------
 
-    def train_step(self) -> float:
-        batch = [self.pairs[i] for i in self.sampler.next_batch()]
+    def micro_batch_vector(self, indices: list[int], seed: int) -> torch.Tensor:
+        """This micro-batch's gradient (trainable parameters, flattened) with its loss appended."""
+        batch = [self.pairs[i] for i in indices]
         anchors = [pair.anchor for pair in batch]
-        texts = anchors + [pair.positive for pair in batch]
-        features = tokenize(self.tokenizer, texts, max_length=self.args.max_length)
-        embeddings = encode(self.ddp, {k: v.to(self.device) for k, v in features.items()})
+        features = tokenize(
+            self.tokenizer, anchors + [pair.positive for pair in batch], max_length=self.args.max_length
+        )
+        for p in self.params:
+            p.grad = None
+        torch.manual_seed(seed)  # dropout: from (seed, step, sample), never from a rank's stream
+        embeddings = encode(self.model, {k: v.to(self.device) for k, v in features.items()})
         loss = contrastive_loss(embeddings[: len(batch)], embeddings[len(batch) :], anchors, self.args.scale)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        return torch.cat([flat_gradient(self.params), loss.detach().reshape(1)])
+
+    def train_step(self) -> float:
+        micro_batches = self.sampler.next_global_batch()
+        first_sample = self.sampler.samples_consumed - self.sampler.global_batch_size
+        size = self.sampler.micro_batch_size
+        local = [
+            self.micro_batch_vector(
+                micro_batches[j], micro_batch_seed(self.args.seed, self.step, first_sample + j * size)
+            )
+            for j in self.share
+        ]
+        if self.fault is not None:
+            self.fault.mid_step(self.step, lambda: self.events.write("stopped", step=self.step))
+        total = sum_in_micro_batch_order(
+            local, numel=self.numel + 1, rank=self.rank, world_size=self.world_size, device=self.device
+        )
+        total /= len(micro_batches)  # the step's loss is the mean of its micro-batches' losses
+        set_flat_gradient(self.params, total[:-1])
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(loss.detach())
+        if self.args.record_samples:
+            record_step(
+                self.args.output_dir / "samples.jsonl",
+                attempt=self.process.attempt,
+                step=self.step,
+                rank=self.rank,
+                world_size=self.world_size,
+                micro_batches={j: micro_batches[j] for j in self.share},
+            )
+        return float(total[-1])
 
     def agree(self, *flags: bool) -> list[bool]:
         """Whether any rank raised each flag: one tiny all-reduce keeps every rank's choices equal."""
@@ -311,9 +344,31 @@ class Trainer:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return int(tensor.item())
 
+    def announce(self) -> None:
+        """Say in the log and events.jsonl what size this attempt runs at."""
+        sampler = self.sampler
+        if self.rank == 0:
+            log.info(
+                "attempt %s (torchrun restart %d): %d ranks; global batch %d = %d micro-batches of %d",
+                self.process.attempt,
+                self.events.restart,
+                self.world_size,
+                sampler.global_batch_size,
+                sampler.micro_batches_per_step,
+                sampler.micro_batch_size,
+            )
+        log.info("this rank computes micro-batches %s of each step", list(self.share))
+        self.events.write(
+            "attempt",
+            global_batch_size=sampler.global_batch_size,
+            micro_batch_size=sampler.micro_batch_size,
+            micro_batches=list(self.share),
+        )
+
     def run(self) -> None:
         self.resume()
-        checkpointing = not self.args.no_checkpoints
+        self.announce()
+        checkpointing = self.checkpointer is not None
         started_step = self.step
         step_times: list[float] = []
         profiling: list[float] | None = None  # step times while the profiling persist runs
@@ -326,11 +381,13 @@ class Trainer:
                 steady_started = began  # throughput is measured past the warm-up steps
             loss = self.train_step()
             busy = self.checkpointer is not None and self.checkpointer.busy
-            stop, busy = self.agree(self.stop_requested, busy)
+            stop, busy = self.agree(self.preemption.is_set(), busy)
             elapsed = time.perf_counter() - began
             step_times.append(elapsed)
             if self.step == started_step + 1:
                 self.events.write("first_step", step=self.step)
+                self.watchdog.arm()
+            self.watchdog.progress()
             if self.fault is not None:
                 self.fault.after_step(
                     self.step, lambda: self.events.write("killed", step=self.step, phase="train")
@@ -343,6 +400,7 @@ class Trainer:
                     self.save_checkpoint()
                 self.finish_writes()
                 self.events.write("preempted", step=self.step)
+                self.watchdog.close()
                 raise SystemExit(PREEMPTED_EXIT)
             if not checkpointing or self.step == self.max_steps:
                 continue
@@ -364,6 +422,7 @@ class Trainer:
                 self.save_checkpoint()
                 last_saved = self.step
         steady_s = time.perf_counter() - steady_started
+        self.watchdog.disarm()
         if checkpointing and last_saved != self.step:
             self.save_checkpoint()
         self.finish_writes()
@@ -415,6 +474,7 @@ class Trainer:
     def finish_writes(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.wait()
+            self.watchdog.progress()
 
     def write_outputs(self) -> None:
         """Rank 0: the model directory and metrics.json the registration step consumes."""
@@ -430,7 +490,9 @@ class Trainer:
                 "steps": self.step,
                 "epochs": self.step / self.sampler.batches_per_epoch,
                 "world_size": self.world_size,
-                "batch_size_per_rank": args.batch_size,
+                "global_batch_size": self.sampler.global_batch_size,
+                "micro_batch_size": self.sampler.micro_batch_size,
+                "samples_consumed": self.sampler.samples_consumed,
                 "lr": args.lr,
                 "max_length": args.max_length,
                 "seed": args.seed,
@@ -465,42 +527,33 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rank, world_size, _, device = init_distributed()
+    # From the first moment: a notice that comes while the model loads is honoured at step one.
+    preemption = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: preemption.set())
+    process = init_distributed(timeout_s=args.collective_timeout)
     logging.basicConfig(
         level=logging.INFO,
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s [rank {process.rank}] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(args.seed, rank)
-    events = EventLog(args.output_dir / "events.jsonl", rank)
+    seed_everything(args.seed)
+    events = EventLog(args.output_dir / "events.jsonl", process.rank, process.attempt, process.world_size)
     events.write("start")
-    trainer = Trainer(args=args, rank=rank, world_size=world_size, device=device, events=events)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+    if process.rank == 0:
+        warn_if_store_is_shared()
+    watchdog = start_watchdog(process, timeout_s=args.hang_timeout, events=events)
+    trainer = Trainer(args=args, process=process, events=events, watchdog=watchdog, preemption=preemption)
     try:
         trainer.run()
     finally:
         # A crash elsewhere still lets an in-flight checkpoint reach the disk (torchrun allows 30 s).
         if trainer.checkpointer is not None:
             trainer.checkpointer.drain()
-    leave_process_group(trainer)
-    if rank == 0:
+    watchdog.close()
+    leave_process_group()
+    if process.rank == 0:
         trainer.write_outputs()
-
-
-def leave_process_group(trainer: Trainer) -> None:
-    """End the process group on every rank together, while the interpreter is fully alive.
-
-    DistributedDataParallel's reducer holds the process group, so `destroy_process_group` alone left
-    gloo's connections and threads to be torn down at interpreter exit, one rank while its peer was
-    still connected: that once ended a finished run in SIGABRT ("terminate called without an active
-    exception", as pytorch/pytorch#179291 describes). So all ranks meet at a barrier first, the
-    wrapper is dropped, and then the group is destroyed.
-    """
-    dist.barrier()
-    del trainer.ddp
-    gc.collect()
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

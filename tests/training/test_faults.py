@@ -18,6 +18,11 @@ pytestmark = pytest.mark.slow
 CHECKPOINTED = ("--checkpoint-every", "3", "--keep-checkpoints", "2")
 
 
+def newest_sealed(output_dir: Path) -> int:
+    """The newest checkpoint the first attempt sealed (rank 0 logs each one)."""
+    return max(e["step"] for e in events(output_dir, "sealed") if e["restart"] == 0)
+
+
 def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -43,8 +48,11 @@ def test_rank_killed_mid_training_resumes_to_identical_weights(
     log = succeeded(run_training(tmp_path, pairs, *CHECKPOINTED, fault="kill:rank=1:step=8"))
 
     assert [e["step"] for e in events(tmp_path, "killed")] == [8]
-    assert [e["step"] for e in events(tmp_path, "resumed")] == [6, 6]
-    assert "resumed from step-00000006 at step 6" in log
+    # Step 6's checkpoint is sealed unless rank 1 died before its share of it was written.
+    sealed = newest_sealed(tmp_path)
+    assert sealed in (3, 6)
+    assert [e["step"] for e in events(tmp_path, "resumed")] == [sealed, sealed]
+    assert f"resumed from step-{sealed:08d} at step {sealed}" in log
     assert weights_sha256(tmp_path) == reference_sha
 
 
@@ -64,16 +72,18 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(
 ) -> None:
     crashed = run_training(tmp_path, pairs, *CHECKPOINTED, fault="kill:rank=1:step=11", max_restarts=0)
     assert crashed.returncode != 0
-    newest = tmp_path / "checkpoints" / "step-00000009" / "model.pt"
-    data = bytearray(newest.read_bytes())
+    newest = newest_sealed(tmp_path)  # 9, or 6 if rank 1 died before its share of 9 was written
+    previous = newest - 3
+    damaged = tmp_path / "checkpoints" / f"step-{newest:08d}" / "__0_0.distcp"  # rank 0's share
+    data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    newest.write_bytes(data)
+    damaged.write_bytes(data)
 
     log = succeeded(run_training(tmp_path, pairs, *CHECKPOINTED))
 
-    assert "checkpoint step-00000009 is unusable: model.pt does not match its checksum" in log
-    assert "falling back to checkpoint step-00000006 (step 6)" in log
-    assert (tmp_path / "checkpoints" / "step-00000009.corrupt").is_dir()
+    assert f"checkpoint step-{newest:08d} is unusable: __0_0.distcp does not match its checksum" in log
+    assert f"falling back to checkpoint step-{previous:08d} (step {previous})" in log
+    assert (tmp_path / "checkpoints" / f"step-{newest:08d}.corrupt").is_dir()
     assert weights_sha256(tmp_path) == reference_sha
 
 
