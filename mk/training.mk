@@ -7,11 +7,16 @@ FAQ_DIR ?= $(abspath ../shared/eval/python-faq)
 FAQ_RUN ?= .data/training/python-faq
 FAQ_STEPS ?= 60
 
-.PHONY: bench-checkpoint train-faq
+.PHONY: bench-checkpoint bench-elastic train-faq
 
 # Checkpointing overhead (target <= 3.5 %) and crash-to-training time; the last line is one JSON object.
 bench-checkpoint: $(STAMP)/venv-inference
 	PYTHONPATH=$(CURDIR) $(MLPY) bench/checkpoint.py $(BENCH_ARGS)
+
+# A node lost for good (3 -> 2 ranks), the node coming back (-> 3) and a frozen rank, each against an
+# uninterrupted 3-rank run on CPU; the last line is one JSON object (docs/training.md).
+bench-elastic: $(STAMP)/venv-inference
+	PYTHONPATH=$(CURDIR) $(MLPY) bench/elastic.py $(BENCH_ARGS)
 
 # Fine-tune MiniLM on python-faq's titled corpus (title -> passage) on two CPU ranks, then record
 # nDCG@10 on its queries before and after in $(FAQ_RUN)/metrics.json (the queries' 175 answers plus
