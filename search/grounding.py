@@ -202,7 +202,13 @@ def claim_check(
     Security" for "Who is the Data Protection Officer?") is not taken for an answer.
     """
     echoed = textual.exact_tokens(question_text)
-    exact = {token for token in textual.exact_tokens(claim) if token not in echoed}
+    # A number the claim repeats from the question is still asked of the window: it is part of what was
+    # asked ("version 2"), and a window that holds another number answers another question.
+    exact = {
+        token
+        for token in textual.exact_tokens(claim)
+        if token not in echoed or textual.NUMBER.fullmatch(token)
+    }
     asked = set(question.weights) if question is not None else set()
     news = TermWeights(
         weights={term: weight for term, weight in weights.weights.items() if term not in asked}

@@ -38,7 +38,7 @@ _BLOCK_BREAK = re.compile(r"\n\s*\n")
 _LINE_START = re.compile(r"^\s*(?:[-*•+]\s|\d{1,3}[.)]\s|\||#{1,6}\s|[A-Z][\w ]{0,40}:\s)")
 # Long sentences (tables flattened by a PDF, run-on lists) are cut at their clause breaks.
 MAX_SENTENCE_CHARS = 400
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
@@ -99,13 +99,13 @@ def exact_tokens(text: str) -> set[str]:
     """
     tokens: set[str] = set()
     flat = normalise(text)
-    for match in _NUMBER.finditer(flat):
+    for match in NUMBER.finditer(flat):
         tokens.add(_THOUSANDS.sub("", match.group(0)).rstrip(".,"))
     for match in _WORD.finditer(flat):
         bare = match.group(0)
         before = flat[: match.start()].rstrip(" \t\"'(*`[")
         sentence_start = not before or before[-1] in ".!?:;\n-•|"
-        is_code = bool(re.search(r"[_/%]|\w\.\w|[a-z][A-Z]|\d", bare)) and not _NUMBER.fullmatch(bare)
+        is_code = bool(re.search(r"[_/%]|\w\.\w|[a-z][A-Z]|\d", bare)) and not NUMBER.fullmatch(bare)
         is_acronym = len(bare) > 1 and bare.isupper() and bare.isalpha()
         is_name = bare[:1].isupper() and not sentence_start and bare.lower() not in STOP_WORDS
         if is_code or is_acronym or is_name:
@@ -117,7 +117,7 @@ def contains_exact(haystack: str, token: str) -> bool:
     """`token` in `haystack` as a whole token, case-insensitively, numbers in any of their forms."""
     flat = _THOUSANDS.sub("", normalise(haystack).lower())
     token = _THOUSANDS.sub("", token.lower())
-    numeric = bool(_NUMBER.fullmatch(token))
+    numeric = bool(NUMBER.fullmatch(token))
     for form in number_forms(token) if token[:1].isdigit() else {token}:
         # A number may carry a unit ("1350k", "60-day"); a word must stand alone.
         # A number may not continue one ("1.350" is not "350"); a word may follow a dot (".ninja_log").

@@ -163,3 +163,17 @@ def test_file_names_and_options_match_after_a_dot_or_a_dash_but_numbers_do_not_c
     assert textual.contains_exact(passage, "1350")
     assert not textual.contains_exact(passage, "350")
     assert check("The log is kept in a file called .ninja_log.", passage).supported
+
+
+def test_a_number_the_question_asks_about_must_be_in_the_window_too() -> None:
+    passage = "GNU General Public License, Version 3, 29 June 2007. Everyone may copy it."
+    question = "In what year was version 2 of the GNU General Public License published?"
+    claim = "In 2007, version 2 of the GNU General Public License was published."
+    checked = grounding.claim_check(
+        claim,
+        grounding.windows(1, passage),
+        weights=weights(claim),
+        question=grounding.term_weights(question, frequencies={}, all_chunks=ALL_CHUNKS, question=True),
+        question_text=question,
+    )
+    assert not checked.grounded and checked.missing_exact == ("2",)
