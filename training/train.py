@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -194,7 +194,7 @@ class Trainer:
                 root=self.checkpoint_root,
                 keep=args.keep_checkpoints,
                 rank=self.rank,
-                group=dist.new_group(backend="gloo", timeout=dist.default_pg_timeout),
+                group=dist.new_group(backend="gloo", timeout=timedelta(seconds=args.collective_timeout)),
                 fault=Fault.from_env(self.rank),
                 on_kill=lambda step: self.events.write("killed", step=step, phase="write"),
                 on_sealed=lambda stats: self.events.write(
@@ -218,13 +218,15 @@ class Trainer:
     def choose_global_batch_size(self) -> int:
         """The checkpoint's global batch, else --global-batch-size, else batch size x world size."""
         args = self.args
-        saved = self.found.manifest["meta"]["sampler"]["global_batch_size"] if self.found else None
-        if saved is not None and args.global_batch_size not in (None, saved):
+        if self.found is None:
+            return int(args.global_batch_size or args.batch_size * self.world_size)
+        saved = int(self.found.manifest["meta"]["sampler"]["global_batch_size"])
+        if args.global_batch_size not in (None, saved):
             raise SystemExit(
-                f"{self.found.path if self.found else ''} was trained with a global batch of {saved}, this "
-                f"run asks for {args.global_batch_size}: the steps would not be the same; resume without it"
+                f"{self.found.path} was trained with a global batch of {saved}, this run asks for "
+                f"{args.global_batch_size}: the steps would not be the same; resume without it"
             )
-        return int(saved or args.global_batch_size or args.batch_size * self.world_size)
+        return saved
 
     def state_dict(self) -> dict[str, Any]:
         model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
