@@ -8,8 +8,8 @@ It starts the service itself on 127.0.0.1 (a free port) from the engine's venv (
 llamacpp, .venv-vllm for vllm), with INFERENCE_CHAT_ENGINE set and every other INFERENCE_* setting from the
 environment (INFERENCE_CHAT_MODEL, INFERENCE_CHAT_MAX_SEQS, ...), and waits for /readyz; `--url` measures a
 running service instead. Then `--clients` clients each send `--rounds` streaming chat completions, one after
-another, all clients at once. Each request is one of bench/chat_quality.py's RAG cases (a system prompt with
-three numbered passages, and a question), as the answer service sends them.
+another, all clients at once. Each request is one of the questions below with its three passages, in the
+prompt the answer service itself builds (search.prompting.answer_prompt).
 
 Counted: `completed` (200, streamed to its finish reason), `refusals` (429, not retried), `errors` (any other
 status, a broken stream, an error event such as the deadline, a timeout). `tokens_per_s` is the completion
@@ -40,10 +40,95 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.chat_quality import CASES, SYSTEM  # noqa: E402
+from search.prompting import PromptPassage, answer_prompt  # noqa: E402
 
 VENVS = {"llamacpp": ".venv-inference", "vllm": ".venv-vllm"}
 CAPACITY = 'inference_queue_capacity{queue="chat"}'
+# The web app's default RAGSITE_CHAT_CONTEXT_TOKENS: the budget its prompts are cut to.
+CONTEXT_TOKENS = 4096
+# Questions with three passages each (one holds the answer), sent in the answer service's own prompt.
+CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "How many days does the Orion backup service keep copies?",
+        (
+            "The Orion backup service runs every night at 02:00 UTC and keeps copies for 30 days.",
+            "Orion's web console is available at port 8443 on the admin network.",
+            "Invoices are archived by the finance team at the end of each quarter.",
+        ),
+    ),
+    (
+        "In which room do new employees get their laptop?",
+        (
+            "The cafeteria on floor 2 serves lunch from 11:30 to 14:00.",
+            "New employees receive their laptop from the IT desk in room B-114.",
+            "Parking permits are renewed every January.",
+        ),
+    ),
+    (
+        "After how many days do Kestrel API keys expire?",
+        (
+            "The Kestrel API rate limit is 600 requests per minute per key.",
+            "Kestrel API keys expire after 90 days unless renewed.",
+            "Kestrel returns errors as JSON objects with a code field.",
+        ),
+    ),
+    (
+        "Who is the lead engineer of Project Falcon?",
+        (
+            "Project Falcon was started in 2019 by the logistics group.",
+            "Falcon's lead engineer is Marta Okafor, who joined in 2021.",
+            "The Falcon dashboard refreshes every five minutes.",
+        ),
+    ),
+    (
+        "How quickly must urgent support tickets be answered?",
+        (
+            "Support tickets marked urgent must be answered within 4 hours.",
+            "Normal tickets must be answered within 2 business days.",
+            "Ticket statistics are published on the first Monday of each month.",
+        ),
+    ),
+    (
+        "How many desks does the Porto office have?",
+        (
+            "The Lisbon office moved to Avenida da Liberdade 110 in March 2024.",
+            "The Porto office has 45 desks.",
+            "Both offices close on 13 June for a public holiday.",
+        ),
+    ),
+    (
+        "After how many failed login attempts is an account locked?",
+        (
+            "To reset a password, open Settings, choose Security and click 'Reset password'.",
+            "Two-factor authentication uses the Authy or Google Authenticator apps.",
+            "Accounts are locked after 5 failed login attempts.",
+        ),
+    ),
+    (
+        "Which PostgreSQL version does the production database run?",
+        (
+            "The staging database is refreshed from production every Sunday.",
+            "The production database runs PostgreSQL 16 on three nodes.",
+            "Database credentials are rotated every 60 days.",
+        ),
+    ),
+    (
+        "What is the daily meal allowance abroad?",
+        (
+            "The company's travel policy allows economy class for flights under 6 hours.",
+            "Hotel bookings must be made through the TravelDesk portal.",
+            "Meal allowances are 40 euros per day abroad.",
+        ),
+    ),
+    (
+        "Which scheduler does the Nimbus cluster use?",
+        (
+            "The Nimbus cluster has 12 GPU nodes, each with 8 accelerators.",
+            "Jobs on Nimbus are scheduled with Slurm.",
+            "Nimbus storage is backed up weekly to tape.",
+        ),
+    ),
+)
 
 
 @dataclass
@@ -120,18 +205,23 @@ def stop_service(process: subprocess.Popen[bytes]) -> None:
 
 
 def chat_request(model: str, index: int, max_tokens: int, temperature: float) -> dict[str, Any]:
-    case = CASES[index % len(CASES)]
-    passages = "\n".join(f"[{n}] {text}" for n, text in enumerate(case.passages, start=1))
+    question, passages = CASES[index % len(CASES)]
+    prompt = answer_prompt(
+        question=question,
+        passages=[
+            PromptPassage(number=number, label="Company handbook", text=text)
+            for number, text in enumerate(passages, start=1)
+        ],
+        context_tokens=CONTEXT_TOKENS,
+        answer_tokens=max_tokens,
+    )
     return {
         "model": model,
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
         "temperature": temperature,
-        "messages": [
-            {"role": "system", "content": SYSTEM + passages},
-            {"role": "user", "content": case.question},
-        ],
+        "messages": prompt.messages,
     }
 
 

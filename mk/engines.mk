@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 VLLMPY := $(VLLM_VENV)/bin/python
 WHEELS := .cache/wheels
 LLAMACPP_VERSION := 0.3.36
-# The CPU default chat model (bench/chat_quality.py chose it; docs/engines.md has the numbers).
+# The CPU default chat model (docs/engines.md says how it was chosen; `make bench-answers` measures its answers).
 CHAT_MODEL ?= qwen2.5-coder-0.5b-instruct-q4_k_m
 
 # Without llava the build takes minutes instead of many; the wheel is reused by every later install.
@@ -51,11 +51,6 @@ engines: $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL) $(STAMP)/venv-vll
 # The CPU default model as a checkpoint vLLM can run (vLLM cannot run GGUF on CPU); not needed by the tests.
 models-vllm: $(STAMP)/venv-vllm $(STAMP)/model-$(CHAT_MODEL)
 	$(VLLMPY) -m inference.models convert $(CHAT_MODEL)
-
-# Answer quality of the packaged models on bench/chat_quality.py's fixed RAG cases; prints one JSON line.
-bench-chat: $(STAMP)/engine-llamacpp
-	$(MLPY) -m inference.models provision
-	$(MLPY) bench/chat_quality.py
 
 # Concurrent streaming chats against the inference API it starts (bench/chat_load.py); prints one JSON line.
 # The engine: vllm where nvidia-smi lists a GPU, else llamacpp (BENCH_CHAT_ENGINE overrides). For vllm on a
