@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,12 +25,58 @@ PROBE_MAX_WAITING = 16
 
 
 class _Lane:
-    """A semaphore of run slots and a bounded count of requests waiting for one."""
+    """Run slots and a bounded count of requests waiting for one; those that `first` go ahead in the queue."""
 
     def __init__(self, *, max_active: int, max_waiting: int) -> None:
-        self.active = asyncio.Semaphore(max_active)
+        self.free = max_active
         self.max_waiting = max_waiting
         self.waiting = 0
+        self._queues: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+        # Turns whose requests stopped waiting: skipped when reached, swept out once they are half the queue.
+        self._abandoned = 0
+
+    def full(self) -> bool:
+        return self.free <= 0
+
+    async def acquire(self, *, first: bool = False) -> None:
+        if self.free > 0 and not (self._queues[0] or self._queues[1]):
+            self.free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues[0 if first else 1]
+        queue.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # the slot came as the wait ended: pass it on
+            else:
+                turn.cancel()
+                self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        self._abandoned += 1
+        if self._abandoned * 2 > len(self._queues[0]) + len(self._queues[1]):
+            for queue in self._queues:
+                live = [turn for turn in queue if not turn.done()]
+                queue.clear()
+                queue.extend(live)
+            self._abandoned = 0
+
+    def release(self) -> None:
+        for queue in self._queues:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+                self._abandoned = max(0, self._abandoned - 1)
+        self.free += 1
+
+    def queued(self) -> int:
+        """Turns in the queue, abandoned ones not yet swept out included (for tests of the bound)."""
+        return len(self._queues[0]) + len(self._queues[1])
 
 
 class AdmissionLimit:
@@ -40,20 +87,39 @@ class AdmissionLimit:
     each one a thread), so handling more at once than the pool holds only makes them queue for it and fail
     after its timeout with a 500. A request that finds the queue full, or waits longer than `max_wait_s`,
     is answered 429 with Retry-After at once: before Django, a thread or the database see it. Probes
-    (`PROBE_PATHS`) have a small lane of their own.
+    (`PROBE_PATHS`) have a small lane of their own. `overloaded(scope)`, when given, refuses a request at
+    once while a stage behind the door cannot keep up (retrieval's queue is full, say); requests that
+    `first(scope)` (the second step of work already admitted, such as an answer's stream after its
+    question) go ahead of the others in the queue, so that work started is finished first.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_active: int, max_waiting: int, max_wait_s: float, retry_after_s: float
+        self,
+        app: ASGIApp,
+        *,
+        max_active: int,
+        max_waiting: int,
+        max_wait_s: float,
+        retry_after_s: float,
+        overloaded: Callable[[Scope], bool] | None = None,
+        first: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
+        self.overloaded = overloaded
+        self.first = first
         self.lane = _Lane(max_active=max_active, max_waiting=max_waiting)
         self.probes = _Lane(max_active=PROBE_MAX_ACTIVE, max_waiting=PROBE_MAX_WAITING)
         self.max_wait_s = max_wait_s
         self.retry_after = str(math.ceil(retry_after_s)).encode()
 
     @classmethod
-    def from_settings(cls, app: ASGIApp) -> AdmissionLimit:
+    def from_settings(
+        cls,
+        app: ASGIApp,
+        *,
+        overloaded: Callable[[Scope], bool] | None = None,
+        first: Callable[[Scope], bool] | None = None,
+    ) -> AdmissionLimit:
         from django.conf import settings
 
         return cls(
@@ -62,6 +128,8 @@ class AdmissionLimit:
             max_waiting=settings.RAGSITE_WEB_MAX_WAITING,
             max_wait_s=settings.RAGSITE_WEB_MAX_WAIT_S,
             retry_after_s=settings.RAGSITE_WEB_RETRY_AFTER_S,
+            overloaded=overloaded,
+            first=first,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,13 +137,15 @@ class AdmissionLimit:
             await self.app(scope, receive, send)
             return
         lane = self.probes if scope["path"] in PROBE_PATHS else self.lane
-        if lane.active.locked() and lane.waiting >= lane.max_waiting:
+        if (lane.full() and lane.waiting >= lane.max_waiting) or (
+            lane is self.lane and self.overloaded is not None and self.overloaded(scope)
+        ):
             await self._refuse(send)
             return
         lane.waiting += 1
         try:
             async with asyncio.timeout(self.max_wait_s):
-                await lane.active.acquire()
+                await lane.acquire(first=lane is self.lane and self.first is not None and self.first(scope))
         except TimeoutError:
             await self._refuse(send)
             return
@@ -87,7 +157,7 @@ class AdmissionLimit:
             nonlocal released
             if not released:
                 released = True
-                lane.active.release()
+                lane.release()
 
         async def send_and_release(message: Message) -> None:
             if message["type"] == "http.response.start":

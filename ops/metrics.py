@@ -16,6 +16,10 @@ HTTP_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SSE_STREAMS_OPEN = Gauge("ragsite_sse_streams_open", "Server-sent event streams now open", ["kind"])
+# How each answer was served: "cache" (a finished answer reused), "joined" (attached to the same question's
+# answer in progress), "led" (answered, for whoever joins too), "unshared" (a follow-up, or too many at once),
+# "retrieval_busy" (retrieval could not keep up: the asker was told to ask again).
+ANSWERS_SERVED = Counter("ragsite_answers_total", "Answers served, by how", ["path"])
 TASK_SECONDS = Histogram(
     "ragsite_task_seconds",
     "Celery task run time",

@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
@@ -12,6 +13,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
 # at set-up into static/vendor/) comes from this server, never from a CDN. Overload is answered 429 with
 # Retry-After in front of Django, before a thread or a database connection is spent on it; and only once
 # its body is in (within a deadline and a size), so that slow bodies hold no slot.
+django_application = get_asgi_application()
+
+
+def _question_while_retrieval_is_full(scope: dict[str, Any]) -> bool:
+    """A new question (the ask form's POST, a widget's question) while retrieval's queue is full."""
+    from search.retrieval_gate import retrieval_overloaded
+
+    path = scope["path"]
+    asking = scope.get("method") == "POST" and (path == "/ask/" or path.startswith("/widget/"))
+    return asking and retrieval_overloaded()
+
+
+def _answer_of_an_admitted_question(scope: dict[str, Any]) -> bool:
+    """An answer's stream: its question is in, so it goes ahead of new questions at the door."""
+    return scope.get("method") == "GET" and str(scope["path"]).startswith("/answers/")
+
+
 application = RequestBodyLimit.from_settings(
-    AdmissionLimit.from_settings(ASGIStaticFilesHandler(get_asgi_application()))
+    AdmissionLimit.from_settings(
+        ASGIStaticFilesHandler(django_application),
+        overloaded=_question_while_retrieval_is_full,
+        first=_answer_of_an_admitted_question,
+    )
 )

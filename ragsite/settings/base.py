@@ -37,12 +37,14 @@ if env.bool("DATABASE_POOL", default=True):
     }
 
 # Admission (ops.admission, in front of Django in ragsite/asgi.py): as many requests at once as the pool has
-# connections; a bounded queue behind them; beyond it, or after the wait, 429 with Retry-After.
+# connections; a bounded queue behind them (an answer's stream ahead of new questions), deep and patient
+# enough for a burst of 10,000 people on two cores (docs/web_load.md); beyond it, after the wait, or while
+# retrieval's own queue is full (RAGSITE_RETRIEVAL_MAX_WAITING), 429 with Retry-After.
 RAGSITE_WEB_MAX_ACTIVE = env.int(
     "RAGSITE_WEB_MAX_ACTIVE", default=env.int("DATABASE_POOL_MAX_SIZE", default=20)
 )
-RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=1000)
-RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=10.0)
+RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=16384)
+RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=300.0)
 RAGSITE_WEB_RETRY_AFTER_S = env.float("RAGSITE_WEB_RETRY_AFTER_S", default=2.0)
 # Before admission (ragsite.request_body) each request's body must arrive within this many seconds, plus
 # one second per RAGSITE_WEB_BODY_MIN_RATE bytes received (a large upload over a slow line), else 408.
@@ -181,6 +183,12 @@ RAGSITE_CHAT_CONTEXT_TOKENS = env.int("RAGSITE_CHAT_CONTEXT_TOKENS", default=409
 # A busy model service is retried this many times, waiting its Retry-After (at most this long) each time.
 RAGSITE_ANSWER_BUSY_RETRIES = env.int("RAGSITE_ANSWER_BUSY_RETRIES", default=3)
 RAGSITE_ANSWER_MAX_RETRY_WAIT_S = env.float("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", default=10.0)
+# Retrieval (embedding, search, the extractive answer) runs for at most this many questions at once in a web
+# process; up to RAGSITE_RETRIEVAL_MAX_WAITING more wait at most RAGSITE_RETRIEVAL_MAX_WAIT_S for a turn. Past
+# that retrieval cannot keep up: the door answers new questions 429 and a waiting one is told to ask again.
+RAGSITE_RETRIEVAL_MAX_ACTIVE = env.int("RAGSITE_RETRIEVAL_MAX_ACTIVE", default=8)
+RAGSITE_RETRIEVAL_MAX_WAITING = env.int("RAGSITE_RETRIEVAL_MAX_WAITING", default=4000)
+RAGSITE_RETRIEVAL_MAX_WAIT_S = env.float("RAGSITE_RETRIEVAL_MAX_WAIT_S", default=120.0)
 
 # The widget: longest visitor token a key may ask for, longest question, and the Redis of its rate limits
 # (default: the broker's).

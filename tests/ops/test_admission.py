@@ -124,3 +124,86 @@ def test_a_health_probe_is_answered_while_questions_fill_every_slot_and_the_queu
     assert refused == 429
     assert probe == 200
     assert entered == ["/ask/", "/healthz"]
+
+
+def test_while_a_stage_behind_the_door_is_overloaded_its_requests_are_refused_and_others_pass() -> None:
+    async def scenario() -> tuple[list[int], list[str]]:
+        app = App()
+        app.release.set()
+        limit = AdmissionLimit(
+            app,
+            max_active=10,
+            max_waiting=10,
+            max_wait_s=60,
+            retry_after_s=2,
+            overloaded=lambda scope: scope["path"] == "/ask/",
+        )
+        statuses = [(await request(limit, path))[0] for path in ("/ask/", "/conversations/", "/healthz")]
+        return statuses, app.entered
+
+    statuses, entered = asyncio.run(scenario())
+    assert statuses == [429, 200, 200]
+    assert entered == ["/conversations/", "/healthz"]
+
+
+def test_the_second_step_of_admitted_work_goes_ahead_of_new_requests_in_the_queue() -> None:
+    async def scenario() -> list[str]:
+        app = App()
+        limit = AdmissionLimit(
+            app,
+            max_active=1,
+            max_waiting=10,
+            max_wait_s=60,
+            retry_after_s=1,
+            first=lambda scope: scope["path"].startswith("/answers/"),
+        )
+        running = asyncio.create_task(request(limit, "/ask/1"))
+        await until_entered(app, 1)
+        queued = [
+            asyncio.create_task(request(limit, "/ask/2")),
+            asyncio.create_task(request(limit, "/ask/3")),
+        ]
+        await asyncio.sleep(0)
+        queued.append(asyncio.create_task(request(limit, "/answers/1/stream/")))
+        await asyncio.sleep(0)
+        app.release.set()
+        await asyncio.gather(running, *queued)
+        return app.entered
+
+    assert asyncio.run(scenario()) == ["/ask/1", "/answers/1/stream/", "/ask/2", "/ask/3"]
+
+
+def test_a_request_that_gives_up_waiting_leaves_the_queue_and_no_slot_is_lost() -> None:
+    async def scenario() -> list[int]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=10, max_wait_s=0.05, retry_after_s=1)
+        running = asyncio.create_task(request(limit, "/first/"))
+        await until_entered(app, 1)
+        timed_out = await request(limit, "/second/")
+        app.release.set()
+        await running
+        # Nothing leaked: the one slot is there for the next request.
+        return [timed_out[0], (await request(limit, "/third/"))[0], limit.lane.free]
+
+    assert asyncio.run(scenario()) == [429, 200, 1]
+
+
+def test_requests_that_give_up_waiting_while_others_wait_leave_no_slot_lost_and_no_queue_growing() -> None:
+    async def scenario() -> tuple[list[int], int, int]:
+        app = App()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=1000, max_wait_s=0.05, retry_after_s=1)
+        running = asyncio.create_task(request(limit, "/first/"))
+        await until_entered(app, 1)
+        # Hundreds time out behind the running request, in waves, while it holds the one slot.
+        statuses = []
+        for _wave in range(5):
+            statuses += [s for s, _ in await asyncio.gather(*(request(limit, "/w/") for _ in range(100)))]
+        queued = limit.lane.queued()
+        app.release.set()
+        await running
+        later = [s for s, _ in await asyncio.gather(*(request(limit, "/later/") for _ in range(3)))]
+        return statuses + later, queued, limit.lane.free
+
+    statuses, queued, free = asyncio.run(scenario())
+    assert statuses.count(429) == 500 and statuses[-3:] == [200, 200, 200]
+    assert queued <= 100 and free == 1

@@ -1,0 +1,102 @@
+"""Retrieval's bounded queue: how many questions are embedded and searched at once in a web process.
+
+Retrieval (embedding, search, the extractive answer) runs for at most `RAGSITE_RETRIEVAL_MAX_ACTIVE`
+questions at once; up to `RAGSITE_RETRIEVAL_MAX_WAITING` more wait at most `RAGSITE_RETRIEVAL_MAX_WAIT_S`.
+A question's slot is freed by its first event after "sources" (its extractive answer, or its end): the
+generated answer then waits for the model on its own (the inference API bounds that queue), so a busy model
+never holds retrieval up. Past the queue, retrieval cannot keep up: the door refuses new questions
+(`retrieval_overloaded`) and a waiting one is told to ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from django.conf import settings
+
+from ops.metrics import ANSWERS_SERVED
+from search.services import AnswerEvent
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+class _RetrievalGate:
+    """At most `max_active` questions in retrieval at once; up to `max_waiting` wait, each `max_wait_s`."""
+
+    def __init__(self, *, max_active: int, max_waiting: int, max_wait_s: float) -> None:
+        self.active = asyncio.Semaphore(max_active)
+        self.max_waiting = max_waiting
+        self.max_wait_s = max_wait_s
+        self.waiting = 0
+
+    def overloaded(self) -> bool:
+        return self.active.locked() and self.waiting >= self.max_waiting
+
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RetrievalGate] = weakref.WeakKeyDictionary()
+
+
+def _gate() -> _RetrievalGate:
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _RetrievalGate(
+            max_active=int(_setting("RAGSITE_RETRIEVAL_MAX_ACTIVE", 8)),
+            max_waiting=int(_setting("RAGSITE_RETRIEVAL_MAX_WAITING", 4000)),
+            max_wait_s=float(_setting("RAGSITE_RETRIEVAL_MAX_WAIT_S", 120.0)),
+        )
+        _gates[loop] = gate
+    return gate
+
+
+def retrieval_overloaded() -> bool:
+    """Whether retrieval's queue in this process is full: the door refuses new questions while it is."""
+    try:
+        return _gate().overloaded()
+    except RuntimeError:  # no running loop
+        return False
+
+
+def retrieval_busy() -> AnswerEvent:
+    wait = math.ceil(float(_setting("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", 10.0)))
+    ANSWERS_SERVED.labels("retrieval_busy").inc()
+    return AnswerEvent(
+        kind="error",
+        text=f"Too many questions are being answered right now. Please ask again in {wait} s.",
+        retry_after=float(wait),
+    )
+
+
+async def retrieval_bounded(events: AsyncGenerator[AnswerEvent, None]) -> AsyncGenerator[AnswerEvent, None]:
+    """`events` with their retrieval in the gate: its slot is held until the first event after "sources"."""
+    gate = _gate()
+    async with aclosing(events):
+        if gate.overloaded():
+            yield retrieval_busy()
+            return
+        gate.waiting += 1
+        try:
+            async with asyncio.timeout(gate.max_wait_s):
+                await gate.active.acquire()
+        except TimeoutError:
+            yield retrieval_busy()
+            return
+        finally:
+            gate.waiting -= 1
+        held = True
+        try:
+            async for event in events:
+                if held and event.kind != "sources":
+                    gate.active.release()
+                    held = False
+                yield event
+        finally:
+            if held:
+                gate.active.release()
