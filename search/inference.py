@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from search.embedding_cache import embedding_cache_active, embeddings_cached, embeddings_store
+
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 _sync_clients: dict[str, httpx.Client] = {}
 _async_clients: dict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient] = {}
@@ -195,11 +197,20 @@ def embed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[fl
 
 
 async def aembed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:
-    """Embed texts without blocking the event loop."""
+    """Embed texts without blocking the event loop; where the embedding cache is on, only those not in it."""
     if not texts:
         return []
-    response = await _apost("/v1/embeddings", {"model": model, "input": list(texts)})
-    return _embeddings_from(response)
+    if not embedding_cache_active():
+        return _embeddings_from(await _apost("/v1/embeddings", {"model": model, "input": list(texts)}))
+    vectors = await embeddings_cached(model=model, texts=texts)
+    missing = [index for index, vector in enumerate(vectors) if vector is None]
+    if missing:
+        response = await _apost("/v1/embeddings", {"model": model, "input": [texts[i] for i in missing]})
+        made = _embeddings_from(response)
+        await embeddings_store(model=model, texts=[texts[i] for i in missing], vectors=made)
+        for index, vector in zip(missing, made, strict=True):
+            vectors[index] = vector
+    return [vector for vector in vectors if vector is not None]
 
 
 _chat_models: dict[str, str] = {}

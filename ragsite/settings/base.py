@@ -183,6 +183,16 @@ RAGSITE_CHAT_CONTEXT_TOKENS = env.int("RAGSITE_CHAT_CONTEXT_TOKENS", default=409
 # A busy model service is retried this many times, waiting its Retry-After (at most this long) each time.
 RAGSITE_ANSWER_BUSY_RETRIES = env.int("RAGSITE_ANSWER_BUSY_RETRIES", default=3)
 RAGSITE_ANSWER_MAX_RETRY_WAIT_S = env.float("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", default=10.0)
+# Shared answers (search/answer_cache.py, search/shared_answers.py), in Redis (default: the broker's): a
+# finished, checked answer is reused for the same question over the same readable collections and document
+# generations for this long; an entry larger than this is not kept. Embeddings made while answering (the
+# question's, the passages' sentences') are kept as long, and the last RAGSITE_EMBED_CACHE_LOCAL_ENTRIES of
+# them in each web process too. At most RAGSITE_ANSWER_REDIS_CONNECTIONS connections per web process.
+RAGSITE_ANSWER_REDIS_URL = env.str("RAGSITE_ANSWER_REDIS_URL", default="")
+RAGSITE_ANSWER_REDIS_CONNECTIONS = env.int("RAGSITE_ANSWER_REDIS_CONNECTIONS", default=32)
+RAGSITE_ANSWER_CACHE_TTL_S = env.int("RAGSITE_ANSWER_CACHE_TTL_S", default=24 * 3600)
+RAGSITE_ANSWER_CACHE_MAX_BYTES = env.int("RAGSITE_ANSWER_CACHE_MAX_BYTES", default=256 * 1024)
+RAGSITE_EMBED_CACHE_LOCAL_ENTRIES = env.int("RAGSITE_EMBED_CACHE_LOCAL_ENTRIES", default=4096)
 # Retrieval (embedding, search, the extractive answer) runs for at most this many questions at once in a web
 # process; up to RAGSITE_RETRIEVAL_MAX_WAITING more wait at most RAGSITE_RETRIEVAL_MAX_WAIT_S for a turn. Past
 # that retrieval cannot keep up: the door answers new questions 429 and a waiting one is told to ask again.

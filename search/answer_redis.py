@@ -1,0 +1,36 @@
+"""The Redis that shared answers and cached question embeddings live in (default: the broker's)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+KEY_PREFIX = "ragsite:answers:"
+
+# One client per event loop: a connection belongs to the loop that opened it.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+
+
+def _redis_url() -> str:
+    return str(getattr(settings, "RAGSITE_ANSWER_REDIS_URL", "") or settings.CELERY_BROKER_URL)
+
+
+def answer_redis() -> aioredis.Redis:
+    """The client of this event loop: at most `RAGSITE_ANSWER_REDIS_CONNECTIONS` connections, for which
+    commands wait their turn (at most 10 s), rather than a connection for every waiting asker."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            _redis_url(),
+            max_connections=int(getattr(settings, "RAGSITE_ANSWER_REDIS_CONNECTIONS", 32)),
+            timeout=10,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        _clients[loop] = client
+    return client
