@@ -39,6 +39,11 @@ class Message(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     answered_at = models.DateTimeField(null=True, blank=True)
+    # How the answer was made ("model", "extract", "refusal"); when it was first written, if it was reused
+    # (search/shared_answers.py); and, when the model had no room, after how many seconds to ask again.
+    origin = models.CharField(max_length=20, blank=True)
+    reused_at = models.DateTimeField(null=True, blank=True)
+    busy_retry_after = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation_id", "created_at", "id"]

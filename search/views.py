@@ -29,7 +29,8 @@ from search.forms import AskForm, FeedbackForm
 from search.models import Conversation, Feedback, Message
 from search.rendering import answer_html, passage_url
 from search.selectors import collection_ids_readable_by
-from search.services import SourceRef
+from search.services import AnswerEvent, SourceRef
+from search.shared_answers import answer_stream_shared, message_record_shared_answer, model_busy_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,11 @@ def _extract_block(text: str, sources: Sequence[SourceRef]) -> str:
     )
 
 
+def _answer_context(*, user: Any, message: Message) -> tuple[list[int], list[tuple[str, str]]]:
+    """What answering needs to know, read in one trip to the database: readable collections, the history."""
+    return collection_ids_readable_by(user=user), message_history(message=message)
+
+
 async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> AsyncIterator[str]:
     """Run the answer service for `message`, relay its events as htmx SSE swaps, and record the outcome.
 
@@ -212,18 +218,19 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
             current.error = "This question is being answered in another window."
         yield _sse("done", await _final_block(current, user=user, csrf_token=csrf_token))
         return
-    collection_ids = await db_sync_to_async(collection_ids_readable_by)(user=user)
-    history = await db_sync_to_async(message_history)(message=message)
+    collection_ids, history = await db_sync_to_async(_answer_context)(user=user, message=message)
     standalone = message.question
     sources: tuple[SourceRef, ...] = ()
     finished = busy = False
+    last_busy: AnswerEvent | None = None
+    shared = answer_stream_shared(
+        collection_ids=collection_ids,
+        question=message.question,
+        history=history,
+        request_id=message.request_id,
+    )
     try:
-        async for event in services.answer_stream(
-            collection_ids=collection_ids,
-            question=message.question,
-            history=history,
-            request_id=message.request_id,
-        ):
+        async for event in shared:
             if event.kind == "sources":
                 standalone, sources = event.text or standalone, event.sources
                 urls = [(source, passage_url(source.chunk_id)) for source in sources]
@@ -237,7 +244,7 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                     yield _status(WRITING)
                 yield _sse("token", f"<span>{escape(event.text)}</span>")
             elif event.kind == "busy":
-                busy = True
+                busy, last_busy = True, event
                 yield _status(event.text, busy=True)
             elif event.kind == "error":
                 await db_sync_to_async(services.message_record_failure)(
@@ -246,8 +253,14 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                 finished = True
                 yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
             elif event.kind == "done":
-                await db_sync_to_async(services.message_record_answer)(
-                    message=message, standalone_question=standalone, answer=event.text, sources=event.sources
+                await db_sync_to_async(message_record_shared_answer)(
+                    message=message,
+                    standalone_question=standalone,
+                    answer=event.text,
+                    sources=event.sources,
+                    origin=event.origin,
+                    reused_at=shared.reused_at,
+                    busy_retry_after=model_busy_retry_after(event, last_busy=last_busy),
                 )
                 finished = True
                 yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
@@ -259,6 +272,8 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
         finished = True
         yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
     finally:
+        # Leave the shared answer now, not when the garbage collector finds it: others may still follow it.
+        await shared.aclose()
         if not finished:
             # The browser went away mid-answer: leave a state the page can show, not a turn stuck streaming.
             try:

@@ -35,7 +35,7 @@
     ".close{border:0;background:none;font:inherit;font-size:20px;line-height:1;cursor:pointer;color:#5b6475}" +
     ".log{flex:1;overflow-y:auto;padding:10px 12px}" +
     ".q{margin:8px 0 4px;font-weight:600}.a{white-space:pre-wrap;margin:0 0 6px}" +
-    ".err{color:#a4161a}.status{margin:0;padding:0 12px;min-height:1.2em;color:#5b6475;font-size:13px}" +
+    ".err{color:#a4161a}.note{margin:0 0 6px;color:#8a5a00;font-size:13px}.status{margin:0;padding:0 12px;min-height:1.2em;color:#5b6475;font-size:13px}" +
     "details{margin:4px 0;border-left:3px solid #dde2ec;padding-left:8px}summary{cursor:pointer;color:#2357d6}" +
     "blockquote{margin:4px 0;white-space:pre-wrap;color:#333;font-size:13px}" +
     "form{display:flex;flex-direction:column;gap:6px;padding:8px 12px;border-top:1px solid #dde2ec}" +
@@ -255,6 +255,16 @@
         turn.answer.textContent = payload.answer || turn.answer.textContent;
         turn.extract.hidden = true;
         showSources(turn, payload.sources || []);
+        // The model had no room: the passages' own words stay the answer, and the visitor learns when to
+        // ask again for one in the model's words. A reused answer says when it was written.
+        if (payload.retry_after) {
+          turn.entry.appendChild(el("p", "note",
+            "The full answer is queued: the model is busy. Ask again in " + payload.retry_after + " s."));
+        }
+        if (payload.reused_at) {
+          turn.entry.appendChild(el("p", "note",
+            "Reused: written " + new Date(payload.reused_at).toLocaleString() + " for the same question."));
+        }
         history.push([turn.question, turn.answer.textContent]);
         if (history.length > 6) history.shift();
         finish(turn, "");

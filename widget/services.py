@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 
 from ingest.models import Collection
 from ops.services import audit_record
-from search.services import AnswerEvent, SourceRef, answer_stream
+from search.services import AnswerEvent, SourceRef
+from search.shared_answers import answer_stream_shared, model_busy_retry_after
 
 from .models import WidgetExchange, WidgetKey
 from .ratelimit import Limit, rate_limit_hit
@@ -123,8 +124,13 @@ async def widget_answer_stream(
     question: str,
     history: Sequence[tuple[str, str]],
     request_id: str,
-) -> AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]]], None]:
-    """Answer from the key's collections only, logging the exchange; yields each event with its sources."""
+) -> AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]], dict[str, Any]], None]:
+    """Answer from the key's collections only, logging the exchange; yields each event with its sources.
+
+    The final event comes with where its answer came from: `origin`, `reused_at` (a finished answer to the
+    same question was reused) and `retry_after` (the model had no room: the full answer may be asked for
+    again after that many seconds; the extractive answer stays meanwhile).
+    """
     exchange = await WidgetExchange.objects.acreate(
         key=widget.key,
         visitor=widget.visitor,
@@ -134,6 +140,7 @@ async def widget_answer_stream(
     )
     await WidgetKey.objects.filter(pk=widget.key.pk).aupdate(last_used_at=timezone.now())
     answer, previous_kind, finished = "", "", False
+    last_busy: AnswerEvent | None = None
     sources: list[dict[str, Any]] = []
 
     async def finish(status: str, error: str = "") -> None:
@@ -141,18 +148,21 @@ async def widget_answer_stream(
             status=status, answer=answer, sources=sources, error=error, finished_at=timezone.now()
         )
 
-    answer_events = answer_stream(
+    answer_events = answer_stream_shared(
         collection_ids=widget.collection_ids, question=question, history=history, request_id=request_id
     )
     try:
         async for event in answer_events:
             payload: list[dict[str, Any]] = []
+            details: dict[str, Any] = {}
             if event.kind == "sources":
                 sources = payload = [_source_payload(source) for source in event.sources]
             elif event.kind == "extract":
                 payload = [_source_payload(source) for source in event.sources]
             elif event.kind == "token":
                 answer += event.text
+            elif event.kind == "busy":
+                last_busy = event
             elif event.kind == "error":
                 # An error right after a busy wait is the model service still busy after the retries.
                 busy = previous_kind == "busy"
@@ -163,13 +173,19 @@ async def widget_answer_stream(
                 # refusal); what the model streamed before its check is not kept.
                 answer = event.text
                 sources = payload = [_source_payload(source) for source in event.sources]
+                reused_at = answer_events.reused_at
+                details = {
+                    "origin": event.origin,
+                    "reused_at": reused_at.isoformat() if reused_at else None,
+                    "retry_after": model_busy_retry_after(event, last_busy=last_busy),
+                }
                 await finish(WidgetExchange.Status.ANSWERED)
                 finished = True
             previous_kind = event.kind
             # The log is complete before the visitor sees the end of the answer.
-            yield event, payload
+            yield event, payload, details
     finally:
-        await answer_events.aclose()  # type: ignore[attr-defined]
+        await answer_events.aclose()
         if not finished:
             await finish(WidgetExchange.Status.CANCELLED)
 

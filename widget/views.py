@@ -199,11 +199,11 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 
 
 async def _server_sent_events(
-    events: AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]]], None],
+    events: AsyncGenerator[tuple[AnswerEvent, list[dict[str, Any]], dict[str, Any]], None],
 ) -> AsyncIterator[bytes]:
     # Closing the response closes the answer, and with it the request to the model.
     async with aclosing(events):
-        async for event, sources in events:
+        async for event, sources, details in events:
             if event.kind == "sources":
                 yield _sse("sources", {"sources": sources})
             elif event.kind == "extract":
@@ -215,4 +215,6 @@ async def _server_sent_events(
             elif event.kind == "error":
                 yield _sse("error", {"message": event.text})
             else:
-                yield _sse("done", {"answer": event.text, "sources": sources, "refused": event.refused})
+                yield _sse(
+                    "done", {"answer": event.text, "sources": sources, "refused": event.refused, **details}
+                )

@@ -193,6 +193,13 @@ RAGSITE_ANSWER_REDIS_CONNECTIONS = env.int("RAGSITE_ANSWER_REDIS_CONNECTIONS", d
 RAGSITE_ANSWER_CACHE_TTL_S = env.int("RAGSITE_ANSWER_CACHE_TTL_S", default=24 * 3600)
 RAGSITE_ANSWER_CACHE_MAX_BYTES = env.int("RAGSITE_ANSWER_CACHE_MAX_BYTES", default=256 * 1024)
 RAGSITE_EMBED_CACHE_LOCAL_ENTRIES = env.int("RAGSITE_EMBED_CACHE_LOCAL_ENTRIES", default=4096)
+# Single-flight: people asking the same question at once share one retrieval and one generation. The one
+# answering holds a lease this long (renewed while it works; a crashed one is taken over when it lapses);
+# an answer keeps at most this many events; a web process follows at most this many answers at once (more
+# are answered on their own).
+RAGSITE_ANSWER_LEASE_S = env.float("RAGSITE_ANSWER_LEASE_S", default=15.0)
+RAGSITE_ANSWER_MAX_EVENTS = env.int("RAGSITE_ANSWER_MAX_EVENTS", default=1024)
+RAGSITE_ANSWER_MAX_FLIGHTS = env.int("RAGSITE_ANSWER_MAX_FLIGHTS", default=2048)
 # Retrieval (embedding, search, the extractive answer) runs for at most this many questions at once in a web
 # process; up to RAGSITE_RETRIEVAL_MAX_WAITING more wait at most RAGSITE_RETRIEVAL_MAX_WAIT_S for a turn. Past
 # that retrieval cannot keep up: the door answers new questions 429 and a waiting one is told to ask again.

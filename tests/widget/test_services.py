@@ -122,9 +122,31 @@ def test_a_busy_model_is_announced_and_the_extract_kept_when_it_stays_busy(
 
     assert [kind for kind, _ in events] == ["sources", "extract", "busy", "done"]
     assert "busy" in events[2][1]["message"] and events[2][1]["retry_after"] is not None
-    # The passages' own words stand in for the model's, and say so.
+    # The passages' own words stand in for the model's, and say so, and when to ask for the full answer.
     assert "could not write an answer just now" in events[-1][1]["answer"]
+    assert events[-1][1]["origin"] == "extract" and events[-1][1]["retry_after"] == 1
     assert WidgetExchange.objects.get(key=key).status == WidgetExchange.Status.ANSWERED
+
+
+def test_the_same_question_again_is_answered_from_the_cache_and_says_when_it_was_written(
+    client: Client, fake_inference: FakeInference, public_and_internal: tuple[Any, Any]
+) -> None:
+    public, internal = public_and_internal
+    key, _ = make_key(collections=[public])
+    other, _ = make_key(collections=[internal])
+    fake_inference.chat_script[:] = [Reply(["Within 30 days [1]."]), Reply(["Ask the finance director [1]."])]
+
+    first = sse_events(client, key.public_id, {"question": "How long for laptop refunds?"})
+    again = sse_events(client, key.public_id, {"question": "how long for laptop refunds"})
+    elsewhere = sse_events(client, other.public_id, {"question": "How long for laptop refunds?"})
+
+    assert first[-1][1]["reused_at"] is None and first[-1][1]["origin"] == "model"
+    assert [kind for kind, _ in again] == ["sources", "extract", "done"] and again[-1][1]["reused_at"]
+    assert again[-1][1]["answer"] == first[-1][1]["answer"] == "Within 30 days [1]."
+    # Another key's collections make another answer: nothing of the first key's comes out of it.
+    assert elsewhere[-1][1]["reused_at"] is None and "finance director" in elsewhere[-1][1]["answer"]
+    assert len(fake_inference.answer_requests) == 2
+    assert [e.status for e in WidgetExchange.objects.filter(key=key)] == [WidgetExchange.Status.ANSWERED] * 2
 
 
 def test_history_is_passed_on_for_follow_ups(
