@@ -1,18 +1,28 @@
-"""Load benchmark of the ask page: 10,000 logged-in clients ask at once, on loopback only.
+"""Load benchmark of the ask page: 10,000 logged-in people ask at once, on loopback only.
 
-    make bench-web [BENCH_ARGS="--clients 500"]
+    make bench-web [BENCH_ARGS="--clients 1000"] [BENCH_ARGS="--unique"]
     python bench/web_load.py ...     # inside `python -m ragsite.devstack exec --`
 
 Starts the inference API (chat engine llama.cpp, the packaged CPU model) and the web app under uvicorn on
-the run's throwaway PostgreSQL and Redis, ingests one small document into a collection readable by a group,
-mints one logged-in session per client (session rows written in bulk, no password logins), then opens
-`--clients` connections at once. Each client posts a question to `/ask/` as htmx does and reads the answer's
-server-sent events until the first token, a busy answer, or `--deadline` seconds; then it hangs up.
+the run's throwaway PostgreSQL and Redis, ingests the answers-dev documents through the ingestion service
+into a collection readable by a group, mints one logged-in session per client (session rows written in
+bulk, no password logins), then opens `--clients` connections at once. Each client posts a question to
+`/ask/` as htmx does and reads the answer's server-sent events to its end (or `--deadline` seconds).
 
-- answered: at least one token arrived; `p50_ttft_ms` / `p99_ttft_ms` time it from the POST.
-- refused: a clean "busy" answer: 429 with Retry-After, or a busy status or final event in the stream.
+The questions are a realistic mix: drawn from ../shared/eval/answers-dev/questions.jsonl and
+../shared/eval/python-faq/queries.jsonl with a Zipf distribution (s = `--zipf`, 1.1), plus `--unique-share`
+(30 %) asked in words nobody else uses (the same question framed with stop and filler words, which changes
+its text, not its terms); `--unique` makes every question differ.
+
+- served_sources: what retrieval gives arrived: the sources and the extractive answer, or a finished
+  answer (one reused, or a refusal when nothing is evidence); `p50_sources_ms` / `p99_sources_ms` time it
+  from the POST.
+- generated: a model's answer arrived (its first token, or a finished model answer reused);
+  `p50_ttft_ms` / `p99_ttft_ms` from the POST.
+- cache_hits, single_flight_joins: the web app's own counts (ragsite_answers_total).
+- refused: a clean "busy" answer: 429 with Retry-After, or a stream that ended asking to come back later.
 - errors: a 5xx, another unexpected status, a reset connection or a malformed stream.
-- timeouts: nothing decisive by the deadline.
+- timeouts: the answer had not ended by the deadline.
 
 The last line printed is one JSON object.
 """
@@ -43,20 +53,30 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-QUESTION = "How many days do customers have to return a laptop?"
-DOCUMENT = b"""# Returns policy
-
-Customers may return a laptop within 30 days of delivery for a full refund, provided it is in its original
-packaging. Phones may be returned within 14 days. Refunds are paid to the original payment method within
-five working days of the return being received at the warehouse.
-
-## Exceptions
-
-Opened software, gift cards and custom-built machines cannot be returned. A laptop returned after 30 days
-is repaired or replaced under warranty instead.
-"""
+EVAL = ROOT.parent / "shared" / "eval"
+QUESTION_FILES = (EVAL / "answers-dev" / "questions.jsonl", EVAL / "python-faq" / "queries.jsonl")
+DOCS = EVAL / "answers-dev" / "docs"
+# Framings made of stop and filler words only (search/textual.py): they change a question's text, and so
+# its cache key, but not the terms retrieval and the evidence gate weigh.
+OPENINGS = (
+    "",
+    "Please tell me:",
+    "Could you tell me",
+    "Can you tell me",
+    "I would like to know:",
+    "I need to know:",
+    "I want to know:",
+    "Do you know",
+    "Would you know",
+    "Let me know:",
+    "Tell us please:",
+    "We would like to know:",
+    "So,",
+    "Now,",
+)
+CLOSINGS = ("", "please", "now", "then", "if you can", "if you know", "for us", "for me", "just now", "again")
 STREAM_URL = re.compile(rb'sse-connect="([^"]+)"')
-BUSY_WORDS = ("busy", "try again", "retry")
+BUSY_WORDS = ("busy", "try again", "retry", "ask again in")
 
 
 def raise_open_file_limit() -> int:
@@ -69,13 +89,22 @@ def raise_open_file_limit() -> int:
 @dataclass
 class Results:
     clients: int
+    served_sources: int = 0
+    generated: int = 0
     answered: int = 0
     refused: int = 0
     errors: int = 0
     timeouts: int = 0
     refused_at_post: int = 0
+    no_evidence: int = 0
+    sources_ms: list[float] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
+    done_ms: list[float] = field(default_factory=list)
     refusal_ms: list[float] = field(default_factory=list)
+    post_ms: list[float] = field(default_factory=list)
+    stream_open_ms: list[float] = field(default_factory=list)
+    origins: dict[str, int] = field(default_factory=dict)
+    refusal_reasons: dict[str, int] = field(default_factory=dict)
     error_kinds: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -163,11 +192,63 @@ def is_busy(text: str) -> bool:
     return any(word in lowered for word in BUSY_WORDS)
 
 
-async def ask(port: int, session_key: str, results: Results) -> None:
-    """One client: POST /ask/ as htmx does, then read the answer's events to a decisive one."""
+ORIGIN = re.compile(r'data-origin="(\w*)"')
+
+
+@dataclass
+class Answer:
+    """What one client saw of its answer, in milliseconds from its POST."""
+
+    sources_ms: float | None = None
+    passages: bool = False
+    ttft_ms: float | None = None
+
+
+def served(results: Results, answer: Answer, now_ms: float) -> None:
+    if answer.sources_ms is None:
+        answer.sources_ms = now_ms
+        results.served_sources += 1
+        results.sources_ms.append(now_ms)
+
+
+def generated(results: Results, answer: Answer, now_ms: float) -> None:
+    if answer.ttft_ms is None:
+        answer.ttft_ms = now_ms
+        results.generated += 1
+        results.ttft_ms.append(now_ms)
+
+
+def finish(results: Results, answer: Answer, data: str, now_ms: float) -> None:
+    """The final block: a recorded answer (served, perhaps generated), a busy refusal, or a failure."""
+    match = ORIGIN.search(data)
+    if match is None:
+        if answer.passages and 'class="sources"' in data:
+            # No answer, but what retrieval found stays, with the reason (a model still busy, say).
+            served(results, answer, now_ms)
+        if is_busy(data):
+            results.refused += 1
+            results.refusal_ms.append(now_ms)
+            reason = re.search(r'class="status error"[^>]*>([^<]*)', data)
+            text = (reason.group(1) if reason else data)[:100]
+            results.refusal_reasons[text] = results.refusal_reasons.get(text, 0) + 1
+        else:
+            results.fail(data)
+        return
+    origin = match.group(1) or "unknown"
+    results.origins[origin] = results.origins.get(origin, 0) + 1
+    results.done_ms.append(now_ms)
+    if 'class="sources"' not in data and origin == "refusal":
+        results.no_evidence += 1
+    served(results, answer, now_ms)
+    if origin == "model":
+        generated(results, answer, now_ms)
+
+
+async def ask(port: int, session_key: str, question: str, results: Results) -> None:
+    """One client: POST /ask/ as htmx does, then read the answer's events to its end."""
     csrf = secrets.token_hex(16)
     cookie = f"sessionid={session_key}; csrftoken={csrf}"
-    body = urlencode({"question": QUESTION, "conversation": ""}).encode()
+    body = urlencode({"question": question, "conversation": ""}).encode()
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     try:
@@ -182,6 +263,7 @@ async def ask(port: int, session_key: str, results: Results) -> None:
         )
         status, headers = await read_head(reader)
         page = await read_body(reader, headers)
+        results.post_ms.append((time.perf_counter() - started) * 1000)
         if status == 429 and headers.get("retry-after"):
             results.refused += 1
             results.refused_at_post += 1
@@ -206,20 +288,25 @@ async def ask(port: int, session_key: str, results: Results) -> None:
         if status != 200:
             results.error(f"stream_http_{status}")
             return
+        results.stream_open_ms.append((time.perf_counter() - started) * 1000)
+        answer = Answer()
+        seen_sources = False
         buffer = bytearray()
         async for chunk in body_chunks(reader, headers):
             buffer += chunk
             for name, data in sse_events(buffer):
-                if name == "token":
-                    results.answered += 1
-                    results.ttft_ms.append((time.perf_counter() - started) * 1000)
-                    return
-                if (name == "status" and 'class="busy"' in data) or (name == "done" and is_busy(data)):
-                    results.refused += 1
-                    results.refusal_ms.append((time.perf_counter() - started) * 1000)
-                    return
-                if name == "done":
-                    results.fail(data)
+                now_ms = (time.perf_counter() - started) * 1000
+                if name == "sources":
+                    seen_sources = True
+                    answer.passages = 'class="sources"' in data
+                elif name == "extract" and seen_sources:
+                    served(results, answer, now_ms)
+                elif name == "token":
+                    if answer.ttft_ms is None:
+                        results.answered += 1
+                    generated(results, answer, now_ms)
+                elif name == "done":
+                    finish(results, answer, data, now_ms)
                     return
         results.error("stream_ended_early")
     finally:
@@ -228,10 +315,10 @@ async def ask(port: int, session_key: str, results: Results) -> None:
             await writer.wait_closed()
 
 
-async def client(port: int, session_key: str, results: Results, deadline_s: float) -> None:
+async def client(port: int, session_key: str, question: str, results: Results, deadline_s: float) -> None:
     try:
         async with asyncio.timeout(deadline_s):
-            await ask(port, session_key, results)
+            await ask(port, session_key, question, results)
     except TimeoutError:
         results.timeouts += 1
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
@@ -242,11 +329,64 @@ async def client(port: int, session_key: str, results: Results, deadline_s: floa
         results.error(f"OSError {exc.errno}")
 
 
-async def run_load(port: int, session_keys: list[str], deadline_s: float) -> tuple[Results, float]:
+async def run_load(
+    port: int, session_keys: list[str], questions: list[str], deadline_s: float
+) -> tuple[Results, float]:
     results = Results(clients=len(session_keys))
     started = time.perf_counter()
-    await asyncio.gather(*(client(port, key, results, deadline_s) for key in session_keys))
+    await asyncio.gather(
+        *(
+            client(port, key, question, results, deadline_s)
+            for key, question in zip(session_keys, questions, strict=True)
+        )
+    )
     return results, time.perf_counter() - started
+
+
+def question_pool() -> list[str]:
+    """The questions people ask: answers-dev's and the Python FAQ's, in file order."""
+    pool = []
+    for path in QUESTION_FILES:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                pool.append(str(row.get("q") or row.get("text")))
+    return pool
+
+
+def framed(question: str, opening: str, closing: str) -> str:
+    text = question.rstrip("?").rstrip()
+    if opening:
+        text = f"{opening} {text[0].lower()}{text[1:]}"
+    if closing:
+        text = f"{text}, {closing}"
+    return f"{text}?"
+
+
+def questions_mix(*, clients: int, zipf_s: float, unique_share: float, seed: int) -> tuple[list[str], int]:
+    """`clients` questions: Zipf-distributed over the pool (a random popularity order), and a share asked
+    in words nobody else uses. Returns them shuffled, and how many are unique."""
+    import random
+
+    from search.answer_cache import question_normalised
+
+    rng = random.Random(seed)
+    pool = question_pool()
+    rng.shuffle(pool)
+    weights = [1 / rank**zipf_s for rank in range(1, len(pool) + 1)]
+    unique = round(clients * unique_share)
+    questions = rng.choices(pool, weights=weights, k=clients - unique)
+    taken = {question_normalised(question) for question in pool}
+    framings = [(opening, closing) for opening in OPENINGS for closing in CLOSINGS if opening or closing]
+    if unique > len(pool) * len(framings):
+        raise ValueError(f"at most {len(pool) * len(framings)} unique questions can be made")
+    while len(questions) < clients:
+        question = framed(rng.choice(pool), *rng.choice(framings))
+        if question_normalised(question) not in taken:
+            taken.add(question_normalised(question))
+            questions.append(question)
+    rng.shuffle(questions)
+    return questions, unique
 
 
 class Sampler(threading.Thread):
@@ -281,8 +421,29 @@ def proc_status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+
+
 def kib_to_mb(value: str | None) -> float | None:
     return round(int(value.split()[0]) / 1024, 1) if value else None
+
+
+def answers_served(url: str) -> dict[str, int]:
+    """How the web app served its answers (ragsite_answers_total: cache, joined, led, unshared, ...)."""
+    import httpx
+
+    counts: dict[str, int] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("ragsite_answers_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            counts[labels.get("path", "")] = int(float(line.split()[-1]))
+    return counts
 
 
 def inference_rejections(url: str) -> dict[str, int]:
@@ -298,7 +459,7 @@ def inference_rejections(url: str) -> dict[str, int]:
 
 
 def setup_data(clients: int) -> list[str]:
-    """A group's collection with one ingested document, and one logged-in session per client."""
+    """A group's collection holding the answers-dev documents, and one logged-in session per client."""
     from datetime import timedelta
 
     from django.conf import settings
@@ -309,16 +470,13 @@ def setup_data(clients: int) -> list[str]:
     from django.contrib.sessions.models import Session
     from django.utils import timezone
 
-    from ingest.models import Document
-    from ingest.services import collection_get_or_create, document_create_from_bytes, document_ingest
+    from bench.answers import ingest
+    from ingest.models import Collection
 
     group, _ = Group.objects.get_or_create(name="bench-web")
-    collection = collection_get_or_create(name="Bench policies", groups=[group])
-    document = document_create_from_bytes(collection=collection, data=DOCUMENT, name="returns.md")
-    document_ingest(document_id=document.id)
-    document.refresh_from_db()
-    if document.status != Document.Status.READY:
-        raise RuntimeError(f"the document was not ingested: {document.status} {document.error}")
+    # Through the ingestion service (parse, chunk, embed, store), as bench/answers.py does.
+    collection_id, _names = ingest(DOCS)
+    Collection.objects.get(id=collection_id).groups.set([group])
 
     password = make_password(secrets.token_urlsafe(16))
     users = User.objects.bulk_create(
@@ -407,6 +565,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10_000)
     # The inference API answers or fails a queued chat within INFERENCE_CHAT_TIMEOUT_S (300 s) by default.
     parser.add_argument("--deadline", type=float, default=330.0, help="seconds each client waits at most")
+    parser.add_argument(
+        "--zipf", type=float, default=1.1, help="the Zipf exponent of the questions' popularity"
+    )
+    parser.add_argument("--unique-share", type=float, default=0.3, help="share of questions nobody else asks")
+    parser.add_argument("--unique", action="store_true", help="every question differs")
+    parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--backlog", type=int, default=16384)
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args()
@@ -426,8 +590,13 @@ def main() -> int:
     from tests.processes import start_inference
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # On a two-core machine the model gets one of them (INFERENCE_CHAT_THREADS, default: every core), so that
+    # the web app, PostgreSQL and the embedder keep the other.
+    threads = os.environ.get("INFERENCE_CHAT_THREADS", "1")
     inference = start_inference(
-        log_dir=logs, chat_engine="llamacpp", extra_env={"UVICORN_ACCESS_LOG": "false"}
+        log_dir=logs,
+        chat_engine="llamacpp",
+        extra_env={"UVICORN_ACCESS_LOG": "false", "INFERENCE_CHAT_THREADS": threads},
     )
     os.environ["INFERENCE_URL"] = inference.url
     web: subprocess.Popen[bytes] | None = None
@@ -438,7 +607,15 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connections
 
+        from search.answer_cache import question_normalised
+
         call_command("migrate", verbosity=0)
+        questions, unique = questions_mix(
+            clients=args.clients,
+            zipf_s=args.zipf,
+            unique_share=1.0 if args.unique else args.unique_share,
+            seed=args.seed,
+        )
         session_keys = setup_data(args.clients)
         connections.close_all()
         print(f"{len(session_keys)} sessions minted; starting the web app", file=sys.stderr)
@@ -456,11 +633,13 @@ def main() -> int:
         sampler.start()
         import uvloop
 
-        results, elapsed = uvloop.run(run_load(port, session_keys, args.deadline))
+        results, elapsed = uvloop.run(run_load(port, session_keys, questions, args.deadline))
         sampler.stopping.set()
         sampler.join(timeout=5)
         web_status = proc_status(web.pid)
+        web_cpu_s = process_cpu_seconds(web.pid)
         rejections = inference_rejections(inference.url)
+        served_by = answers_served(f"http://127.0.0.1:{port}")
     finally:
         if web is not None:
             stop(web)
@@ -468,13 +647,31 @@ def main() -> int:
 
     report = {
         "clients": results.clients,
-        "answered": results.answered,
-        "refused": results.refused,
+        "mode": "unique" if args.unique else f"zipf {args.zipf} + {unique / results.clients:.0%} unique",
+        "distinct_questions": len({question_normalised(question) for question in questions}),
+        "served_sources": results.served_sources,
+        "generated": results.generated,
+        "cache_hits": served_by.get("cache", 0),
+        "single_flight_joins": served_by.get("joined", 0),
         "errors": results.errors,
         "timeouts": results.timeouts,
+        "refused": results.refused,
+        "p50_sources_ms": percentile(results.sources_ms, 0.50),
+        "p99_sources_ms": percentile(results.sources_ms, 0.99),
         "p50_ttft_ms": percentile(results.ttft_ms, 0.50),
         "p99_ttft_ms": percentile(results.ttft_ms, 0.99),
         "peak_rss_mb": kib_to_mb(web_status.get("VmHWM")),
+        "web_cpu_s": web_cpu_s,
+        "answered": results.answered,
+        "answers_served": served_by,
+        "origins": results.origins,
+        "no_evidence": results.no_evidence,
+        "p50_done_ms": percentile(results.done_ms, 0.50),
+        "p50_post_ms": percentile(results.post_ms, 0.50),
+        "p99_post_ms": percentile(results.post_ms, 0.99),
+        "p50_stream_open_ms": percentile(results.stream_open_ms, 0.50),
+        "refusal_reasons": results.refusal_reasons,
+        "p99_done_ms": percentile(results.done_ms, 0.99),
         "refused_at_post": results.refused_at_post,
         "p50_refusal_ms": percentile(results.refusal_ms, 0.50),
         "mean_ttft_ms": round(statistics.fmean(results.ttft_ms), 1) if results.ttft_ms else None,
@@ -488,6 +685,7 @@ def main() -> int:
         "duration_s": round(elapsed, 1),
         "deadline_s": args.deadline,
         "cpus": os.cpu_count(),
+        "model_threads": int(threads),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "logs": str(logs),
     }
