@@ -8,6 +8,7 @@ and `LexemeFrequency` count.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,9 +52,16 @@ class Span:
     text: str
 
 
-@lru_cache(maxsize=1)
+# A Snowball stemmer keeps its working state on the object, so two threads sharing one corrupt each other's
+# words (an IndexError under load): each thread gets its own.
+_local = threading.local()
+
+
 def _stemmer() -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer("english")
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def normalise(text: str) -> str:
