@@ -29,6 +29,7 @@ CITATION = re.compile(r"\[\s*([^\[\]]{0,20}?)\s*\]")
 UNVERIFIED_NOTE = (
     "The model's wording could not be checked against the documents, so these are the passages' own words."
 )
+QUOTES_NOTE = "From the documents:"
 MODEL_UNAVAILABLE_NOTE = "The model could not write an answer just now; these are the passages' own words."
 
 
@@ -71,8 +72,9 @@ class Extract:
     """The sentences of the passages that best answer the question, each with its passage's number."""
 
     sentences: tuple[ScoredSentence, ...]
-    # Whether these sentences state most of what was asked (their window covers MIN_CLAIM_COVERAGE of the
-    # question's weight), so that they may stand as the answer when the model's wording fails its check.
+    # Whether these sentences are evidence for the question by the gate's own bar (half the question's
+    # weight, or the best as close in meaning as an answering passage), so that they may stand as the answer
+    # when the model's wording fails its check (and they hold the kind of answer asked for).
     answers: bool
 
     def text(self) -> str:
@@ -166,8 +168,10 @@ def extract_choose(
         found |= set(textual.terms(sentence.span.text)) | set(
             textual.terms(by_number[sentence.number].context)
         )
-    answers = question.coverage(found) >= grounding.MIN_CLAIM_COVERAGE or (
-        best.similarity is not None and best.similarity >= grounding.PARAPHRASE_SIMILARITY
+    # Quoted sentences are held to the bar a passage meets to be evidence, not to a claim's: a claim's bar
+    # (MIN_CLAIM_COVERAGE, PARAPHRASE_SIMILARITY) leaves room for a model's rewording, which a quote has not.
+    answers = question.coverage(found) >= grounding.MIN_QUESTION_COVERAGE or (
+        best.similarity is not None and best.similarity >= grounding.MIN_DENSE_SIMILARITY
     )
     return Extract(sentences=tuple(chosen), answers=answers)
 
@@ -338,3 +342,25 @@ def accept(verification: Verification, accepted: Sequence[Undecided]) -> None:
         item.claim.number = item.window.passage
     keep = {id(claim) for claim in verification.kept} | {id(item.claim) for item in accepted}
     verification.kept = [claim for claim in verification.claims if id(claim) in keep]
+
+
+def quotes_beside(verification: Verification, extract: Extract | None) -> dict[int, str]:
+    """The extract's sentences that the model's kept sentences do not already say, cited, by passage.
+
+    The model's checked sentences are its wording of the passages, often shorter than what was asked (a
+    small model answers one half of a two-part question, or a neighbouring fact that passes the check but
+    does not answer). The extractive answer, which the reader saw while the model wrote, is the passages'
+    own best sentences for the question: it stays under the model's answer, so that replacing the stream
+    never takes away the sentence that answered. A sentence whose words the model's answer all has is not
+    repeated.
+    """
+    if extract is None:
+        return {}
+    said = {term for claim in verification.kept for term in textual.terms(claim.text)}
+    quotes: dict[int, list[str]] = {}
+    for sentence in extract.sentences:
+        text = " ".join(sentence.span.text.split())
+        if set(textual.terms(text)) <= said:
+            continue  # every content word of it is in the model's answer already
+        quotes.setdefault(sentence.number, []).append(cite(text, sentence.number))
+    return {number: " ".join(texts) for number, texts in quotes.items()}

@@ -17,6 +17,11 @@ constant fitted to one set of questions:
   and such words are common, so light), never for the claim's rare words.
 - `PARAPHRASE_SIMILARITY`: or, with its exact tokens all there, when its embedding is as close to the window
   as a paraphrase is: sentence pairs that STS-B rates "mostly equivalent" score above about 0.75 with MiniLM.
+- The answer's type (`answer_type`): a question that asks "who", "what year", "which months" or "how many"
+  is answered only by a text with a name, a year, a month or a quantity in it. Passages can be about a
+  question (its words, its topic) without holding what it asks for: "Who chairs the committee?" over a
+  passage on the committee's agenda. This is the classic answer-type check of question answering; no
+  threshold, only the kinds of token each question word asks for.
 """
 
 from __future__ import annotations
@@ -243,3 +248,100 @@ def has_news(claim: str, *, question_text: str = "") -> bool:
 def has_content(claim: str) -> bool:
     """A claim states something: it has a content term or an exact token (not "Here is the answer:")."""
     return bool(textual.terms(claim) or textual.exact_tokens(claim))
+
+
+# The kind of answer a question asks for ----------------------------------------------------------------
+
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|sixty|"
+    "seventy|eighty|ninety|hundred|thousand|million|billion|half|quarter|once|twice|dozen|single|double"
+)
+_QUANTITY = re.compile(
+    rf"\d|\b(?:{_NUMBER_WORDS}|an?\s+(?:hour|day|week|month|year|minute))\b", re.IGNORECASE
+)
+_FREQUENCY = re.compile(
+    rf"\d|\b(?:{_NUMBER_WORDS}|every|each|daily|weekly|monthly|yearly|annually|hourly|nightly|per)\b",
+    re.IGNORECASE,
+)
+_SOON = re.compile(
+    rf"\d|\b(?:{_NUMBER_WORDS}|immediately|straight\s+away|at\s+once|as\s+soon\s+as|promptly|an?\s+hour)\b",
+    re.IGNORECASE,
+)
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|2[01]\d\d)\b")
+_MONTH = re.compile(rf"\b(?:{_MONTHS})\b\.?", re.IGNORECASE)
+# Who answers a "who": a name (a capitalised word inside a sentence, after a word or a comma, so not a
+# sentence's or a list item's first word; an all-capitals word is more often a department or a format than
+# a person, so it is not enough), a @handle, an e-mail address, or a role ("the line manager").
+_NAME = re.compile(
+    r"(?<=[A-Za-z,;] )[A-Z][a-z][\w'’.-]*|(?<![\w.])@[\w-]+|\b[\w.+-]+@[\w-]+\.[\w.]+|"
+    r"\b(?i:manager|officer|head|director|chair(?:man|woman|person)?|secretary|administrator|owner|lead|leader|"
+    r"team|desk|department|committee|board|maintainers?|supervisor|author|holder|representative)\b"
+)
+
+_ASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "year",
+        re.compile(
+            r"\b(?:what|which)\s+year\b|\bwhen\s+(?:was|were|did)\b.*\b(?:publish|release|found|introduc|creat|writ|sign|start)",
+            re.IGNORECASE,
+        ),
+    ),
+    ("month", re.compile(r"\b(?:what|which)\s+months?\b", re.IGNORECASE)),
+    (
+        "person",
+        re.compile(
+            r"^\s*(?:and\s+)?who(?:m|se)?\b|[,;:]\s*who(?:m|se)?\b|\b(?:and|or)\s+who(?:m|se)?\b",
+            re.IGNORECASE,
+        ),
+    ),
+    ("frequency", re.compile(r"\bhow\s+(?:often|frequently)\b", re.IGNORECASE)),
+    ("soon", re.compile(r"\bhow\s+(?:quickly|soon|fast)\b", re.IGNORECASE)),
+    (
+        "quantity",
+        re.compile(
+            r"\bhow\s+(?:many|much|long|old|far|big|large|small)\b|\b(?:what|which)\s+(?:port|percentage|number)\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+_HAS: dict[str, re.Pattern[str]] = {
+    "year": _YEAR,
+    "month": _MONTH,
+    "person": _NAME,
+    "frequency": _FREQUENCY,
+    "soon": _SOON,
+    "quantity": _QUANTITY,
+}
+
+
+def answer_types(question: str) -> list[str]:
+    """What kinds of token the question asks for ("person" for who, "year", "month", "quantity", ...).
+
+    A question of two parts ("How quickly must I report it, and which extension do I call?") asks for each
+    kind its parts name; a question with no such word ("Which tool should I use?") asks for none.
+    """
+    return [kind for kind, asks in _ASKS if asks.search(question)]
+
+
+def has_answer_type(text: str, *, question: str) -> bool:
+    """Whether `text` holds a token of every kind `question` asks for that the question itself lacks.
+
+    A name or number the question already states does not count ("Who approves Priya's requests?" is not
+    answered by "Priya"), so the tokens are looked for in the text with the question's own words removed.
+    """
+    kinds = answer_types(question)
+    if not kinds:
+        return True
+    text = re.sub(r"\[\s*\d{1,3}(?:\s*,\s*\d{1,3})*\s*\]", " ", text)  # citation markers are not numbers
+    asked = {word.lower() for word in textual.words(question)}
+    for kind in kinds:
+        found = [match.group(0) for match in _HAS[kind].finditer(text)]
+        if kind == "person":
+            found = [token for token in found if token.strip("@.'’").lower() not in asked]
+        if not found:
+            return False
+    return True

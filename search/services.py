@@ -414,6 +414,8 @@ async def answer_stream(
     def fallback(note: str) -> AnswerEvent | None:
         if extract is None or not extract.answers:
             return None
+        if not grounding.has_answer_type(extract.text(), question=standalone):
+            return None  # the passages' sentences do not hold what was asked for (a name, a year, ...)
         numbers = list(dict.fromkeys(sentence.number for sentence in extract.sentences))
         return AnswerEvent(
             kind="done",
@@ -463,11 +465,19 @@ async def answer_stream(
         "prompt_tokens": prompt_tokens,
         "model_answer": answer,
     }
-    if verification.kept:
+    quotes = answers.quotes_beside(verification, extract) if verification.kept else {}
+    text = verification.text()
+    if quotes:
+        text = f"{text}\n\n*{answers.QUOTES_NOTE}* {' '.join(quotes.values())}"
+    if verification.kept and not grounding.has_answer_type(text, question=standalone):
+        # Every kept sentence is in the passages, yet none holds what the question asks for ("who" without
+        # a name, "what year" without a year): true sentences about the topic, not an answer.
+        yield refusal_event(**checked)
+    elif verification.kept:
         yield AnswerEvent(
             kind="done",
-            text=verification.text(),
-            sources=_final_sources(verification.cited_numbers(), refs),
+            text=text,
+            sources=_final_sources(list(dict.fromkeys(verification.cited_numbers() + list(quotes))), refs),
             origin="model",
             **checked,
         )

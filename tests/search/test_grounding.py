@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from search import grounding, textual
-from search.answers import Candidate, citations, verify
+from search.answers import Candidate, Extract, ScoredSentence, citations, cite, quotes_beside, verify
 from search.retrieval import RetrievedChunk
 
 MEMORY = (
@@ -120,6 +120,30 @@ def test_verify_keeps_supported_sentences_recites_miscited_ones_and_drops_the_re
     assert not result.refused
 
 
+def test_the_extract_stays_under_the_models_answer_unless_the_answer_already_says_it() -> None:
+    candidates = [_candidate(1, POLICY), _candidate(2, MEMORY, title="bzip2 manual")]
+    answer = (
+        "Lost or stolen devices must be reported to the IT Service Desk within 1 hour, on extension 4400 [1]."
+    )
+    text = citations(answer, passages=2)[0]
+    result = verify(answer=answer, candidates=candidates, weights_for={text: weights(text)})
+    assert [claim.number for claim in result.kept] == [1]
+    policy, memory = textual.sentences(POLICY)[0], textual.sentences(MEMORY)[-1]
+    extract = Extract(
+        sentences=(
+            ScoredSentence(number=1, span=policy, coverage=1.0),
+            ScoredSentence(number=2, span=memory, coverage=0.5),
+        ),
+        answers=True,
+    )
+
+    quotes = quotes_beside(result, extract)
+
+    # The policy sentence says nothing the model's answer does not; the memory sentence does, so it stays.
+    assert quotes == {2: cite(" ".join(memory.text.split()), 2)}
+    assert quotes_beside(result, None) == {}
+
+
 def test_verify_notes_a_refusal_and_keeps_nothing_from_it() -> None:
     candidates = [_candidate(1, POLICY)]
     answer = "I don't know from the documents."
@@ -177,3 +201,49 @@ def test_a_number_the_question_asks_about_must_be_in_the_window_too() -> None:
         question_text=question,
     )
     assert not checked.grounded and checked.missing_exact == ("2",)
+
+
+def test_stemming_from_many_threads_at_once_gives_each_word_its_own_stem() -> None:
+    # One Snowball stemmer shared by the web process's threads mixed up their words (an IndexError under
+    # load); each thread now stems with its own. Words are made unique so that the cache cannot answer.
+    from concurrent.futures import ThreadPoolExecutor
+
+    words = [
+        f"{base}{suffix}" for base in ("connect", "relat", "generaliz", "hop") for suffix in ("ing", "ed")
+    ]
+    expected = {word: textual.snowballstemmer.stemmer("english").stemWord(word) for word in words}
+
+    def run(_: int) -> list[tuple[str, str]]:
+        return [(word, textual._stemmer().stemWord(word)) for _ in range(2000) for word in words]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for results in pool.map(run, range(8)):
+            assert all(stem == expected[word] for word, stem in results)
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "answers"),
+    [
+        ("Who chairs the Technical Steering Committee?", "The committee's agenda is set weekly [1].", False),
+        ("Who approves exceptions?", "Exceptions are approved by the Head of IT Security [1].", True),
+        ("Who approves exceptions?", "Ask your line manager [1].", True),
+        ("Who should I cc about c-ares?", "Cc @rvagg on such issues [1].", True),
+        (
+            "Who is Alderbank's Data Protection Officer?",
+            "It protects Alderbank's data and IT systems.",
+            False,
+        ),
+        ("In what year was version 2 published?", "New versions are published from time to time [1].", False),
+        ("In what year was version 2 published?", "Version 2 was published in June 1991 [1].", True),
+        ("How often is it released, and in which months?", "A major release comes every 6 months.", False),
+        ("How often is it released, and in which months?", "Every 6 months, in April and October.", True),
+        ("How long must the offer remain valid?", "For at least three years [1].", True),
+        ("How long must the offer remain valid?", "For as long as spare parts are offered [1].", False),
+        ("How quickly must I report it?", "Report it straight away [1].", True),
+        ("Which tool salvages a damaged archive?", "Use bzip2recover [1].", True),
+    ],
+)
+def test_an_answer_must_hold_the_kind_of_thing_its_question_asks_for(
+    question: str, text: str, answers: bool
+) -> None:
+    assert grounding.has_answer_type(text, question=question) is answers

@@ -70,8 +70,11 @@ def test_answer_streams_sources_then_its_extract_then_tokens_then_the_checked_an
     assert (sources[0].heading_path, sources[0].page) == ("Returns > Laptops", 2)
     assert events[1].text == f"{REFUNDS[:-1]} [1]."
     assert (events[1].sources[0].highlight_start, events[1].sources[0].highlight_end) == (0, len(REFUNDS))
-    # The unsupported sentence is dropped; the passage it cites comes first, marked cited.
-    assert events[-1].text == "Laptops can be returned within 30 days [1]."
+    # The unsupported sentence is dropped; the passage it cites comes first, marked cited. The extract stays
+    # under the model's words, since they do not say all it says (delivery, full refund).
+    assert events[-1].text == (
+        f"Laptops can be returned within 30 days [1].\n\n*From the documents:* {REFUNDS[:-1]} [1]."
+    )
     assert events[-1].origin == "model" and events[-1].unsupported_sentences == 1
     assert events[-1].sources[0].cited and events[-1].sources[0].number == 1
     prompt = fake_inference.answer_requests[0]["messages"]

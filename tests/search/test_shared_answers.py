@@ -71,7 +71,8 @@ def test_a_finished_answer_is_reused_for_the_same_question_however_it_is_written
 
     assert first_shared.reused_at is None and kinds(first)[-1] == "done"
     assert kinds(again) == ["sources", "extract", "done"]
-    assert again[-1].text == first[-1].text == "Laptops can be returned within 30 days [1]."
+    assert again[-1].text == first[-1].text
+    assert first[-1].text.startswith("Laptops can be returned within 30 days [1].")
     assert again[-1].origin == "model" and again[0].sources == first[0].sources
     assert shared.reused_at is not None
     assert len(fake_inference.answer_requests) == 1 and len(fake_inference.embedding_inputs) == embedded
@@ -157,7 +158,8 @@ def test_people_asking_at_once_share_one_retrieval_and_one_generation(
     assert all(
         kinds(events) == ["sources", "extract", "token", "token", "token", "done"] for events in answers
     )
-    assert {events[-1].text for events in answers} == {"Laptops can be returned within 30 days [1]."}
+    assert len({events[-1].text for events in answers}) == 1
+    assert answers[0][-1].text.startswith("Laptops can be returned within 30 days [1].")
 
 
 def test_a_process_follows_at_most_its_bound_of_answers_then_answers_alone(

@@ -105,7 +105,7 @@ def test_every_exchange_is_logged_with_visitor_answer_and_sources(
     assert exchange.status == WidgetExchange.Status.ANSWERED
     assert (exchange.visitor, exchange.origin) == ("agent-7", HOST_ORIGIN)
     assert exchange.question == "How long for laptop refunds?"
-    assert exchange.answer == "Within 30 days [1]."
+    assert exchange.answer.startswith("Within 30 days [1].")
     assert [source["title"] for source in exchange.sources] == ["Returns policy"]
     assert exchange.finished_at is not None
     assert WidgetKey.objects.get(pk=key.pk).last_used_at is not None
@@ -142,7 +142,8 @@ def test_the_same_question_again_is_answered_from_the_cache_and_says_when_it_was
 
     assert first[-1][1]["reused_at"] is None and first[-1][1]["origin"] == "model"
     assert [kind for kind, _ in again] == ["sources", "extract", "done"] and again[-1][1]["reused_at"]
-    assert again[-1][1]["answer"] == first[-1][1]["answer"] == "Within 30 days [1]."
+    assert again[-1][1]["answer"] == first[-1][1]["answer"]
+    assert first[-1][1]["answer"].startswith("Within 30 days [1].")
     # Another key's collections make another answer: nothing of the first key's comes out of it.
     assert elsewhere[-1][1]["reused_at"] is None and "finance director" in elsewhere[-1][1]["answer"]
     assert len(fake_inference.answer_requests) == 2
@@ -158,7 +159,7 @@ def test_history_is_passed_on_for_follow_ups(
 
     events = sse_events(client, key.public_id, {"question": "How long?", "history": history})
 
-    assert events[-1][0] == "done" and events[-1][1]["answer"] == "30 days [1]."
+    assert events[-1][0] == "done" and events[-1][1]["answer"].startswith("30 days [1].")
     assert "Can I return a laptop?" in json.dumps(fake_inference.chat_requests[0]["messages"])
 
 
