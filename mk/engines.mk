@@ -45,7 +45,7 @@ $(STAMP)/model-tiny-llama: inference/models.py $(STAMP)/venv-vllm
 	$(VLLMPY) -m inference.models tiny-llama
 	@touch $@
 
-.PHONY: engines models-vllm bench-chat bench-chat-load
+.PHONY: engines models-vllm bench-chat-load
 engines: $(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL) $(STAMP)/venv-vllm $(STAMP)/model-tiny-llama
 
 # The CPU default model as a checkpoint vLLM can run (vLLM cannot run GGUF on CPU); not needed by the tests.
