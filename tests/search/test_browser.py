@@ -250,10 +250,15 @@ def test_script_payloads_in_a_document_a_question_and_an_answer_render_as_inert_
     assert PAYLOAD_IMG in turn.locator(".sources").inner_text()
     answer = turn.locator(".answer-text.rendered")
     assert "The refund note says" in answer.inner_text()
-    assert answer.locator("a.cite").count() == 1
+    # The model's sentence cites passage 1; the passage's own sentence, quoted beside it, may cite it too.
+    cites = answer.locator("a.cite")
+    assert cites.count() >= 1
+    assert {cites.nth(index).get_attribute("href") for index in range(cites.count())} == {
+        f"/passages/{document.chunks.get().id}/#passage"
+    }
     screenshot(page, "xss-answer")
 
-    answer.locator("a.cite").click()
+    cites.first.click()
     page.wait_for_url(re.compile(r"/passages/\d+/#passage$"))
     assert_inert(page)
     assert PAYLOAD_SCRIPT in page.locator("mark#passage").inner_text()

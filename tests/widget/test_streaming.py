@@ -4,6 +4,7 @@ the model's stream is closed with it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -81,6 +82,66 @@ def web_on_the_real_model(
     web.stop()
 
 
+# Long answers asked of the model at once, ahead of the widget's.
+BLOCKERS = 4
+BLOCKER_PROMPT = "Write the word hello 1000 times, with spaces."
+
+
+class Blockers:
+    """`count` long streamed chats asked directly of the inference API, each read to its end in a thread."""
+
+    def __init__(self, url: str, *, count: int) -> None:
+        models = httpx.get(f"{url}/v1/models", timeout=10).json()["data"]
+        self.model = next(item["id"] for item in models if item.get("kind") == "chat")
+        self.url = url
+        self.running = count
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._ask, daemon=True) for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _ask(self) -> None:
+        try:
+            with httpx.stream(
+                "POST",
+                f"{self.url}/v1/chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": BLOCKER_PROMPT}],
+                    "max_tokens": 1500,
+                    "stream": True,
+                },
+                timeout=600,
+            ) as response:
+                for _ in response.iter_lines():
+                    pass
+                if response.status_code != 200:
+                    self.errors.append(f"HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            self.errors.append(repr(exc))
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def queued_beyond(self, url: str) -> bool:
+        """Whether the API holds more chat requests than these long answers still running, twice in a row
+        (a long answer's thread may count it ended a moment before the API does)."""
+        for attempt in range(2):
+            with self._lock:
+                running = self.running
+            if metric(url, CHAT_QUEUE) <= running:
+                return False
+            if attempt == 0:
+                time.sleep(0.3)
+        return True
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=600)
+        assert self.errors == []
+
+
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -104,24 +165,17 @@ def test_a_visitor_leaving_mid_answer_closes_the_model_stream_the_inference_api_
     model = use_inference.url
     disconnected_before = metric(model, CHAT_DISCONNECTED)
 
-    # The CPU engine writes one answer at a time. A long answer asked directly keeps it busy, so the
+    # The CPU engine writes one answer at a time. Long answers asked directly first keep it busy, so the
     # widget's request is still waiting in the API's queue when the visitor leaves, however fast the
-    # machine: without it, a quick model could finish the short answer before the visitor has gone.
-    models = httpx.get(f"{model}/v1/models", timeout=10).json()["data"]
-    chat_model = next(item["id"] for item in models if item.get("kind") == "chat")
-    with httpx.stream(
-        "POST",
-        f"{model}/v1/chat/completions",
-        json={
-            "model": chat_model,
-            "messages": [{"role": "user", "content": "Count from 1 to 400, one number per line."}],
-            "max_tokens": 1200,
-            "stream": True,
-        },
-        timeout=600,
-    ) as blocker:
-        assert blocker.status_code == 200
-        next(blocker.iter_lines())
+    # machine: without them, a quick model could finish the short answer before the visitor has gone. No
+    # prompt makes a small model's answer long for sure (it may write a short program, or stop early), so
+    # several are queued, each followed to its end: together they hold the engine for tens of seconds,
+    # where the widget's request reaches the model within about one.
+    blockers = Blockers(model, count=BLOCKERS)
+    wait_until(
+        lambda: metric(model, CHAT_QUEUE) >= BLOCKERS, timeout=60, what="the long answers never queued"
+    )
+    try:
         with httpx.stream(
             "POST",
             f"{web_on_the_real_model.url}/widget/v1/{key.public_id}/ask",
@@ -133,10 +187,16 @@ def test_a_visitor_leaving_mid_answer_closes_the_model_stream_the_inference_api_
             lines = response.iter_lines()  # kept: dropping the iterator would close the connection
             assert next(lines) == "event: sources"
             # Leave while the answer's chat request holds a place in the API's queue.
-            wait_until(lambda: metric(model, CHAT_QUEUE) >= 2, timeout=300, what="the model was never asked")
+            wait_until(lambda: blockers.queued_beyond(model), timeout=300, what="the model was never asked")
         # The visitor's connection is closed: the web app must close its own request to the model.
-        wait_until(lambda: metric(model, CHAT_QUEUE) == 1, timeout=60, what="the model's request never ended")
-        assert metric(model, CHAT_DISCONNECTED) == disconnected_before + 1
+        wait_until(
+            lambda: metric(model, CHAT_DISCONNECTED) == disconnected_before + 1,
+            timeout=120,
+            what="the model's request was never closed",
+        )
+    finally:
+        blockers.join()
+    assert metric(model, CHAT_DISCONNECTED) == disconnected_before + 1  # the long answers ended normally
     exchange = WidgetExchange.objects.get(key=key)
     deadline = time.monotonic() + 30
     while exchange.status == WidgetExchange.Status.STREAMING and time.monotonic() < deadline:
