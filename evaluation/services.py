@@ -8,6 +8,9 @@ map back to their document's corpus id.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
+import operator
 import threading
 import time
 import uuid
@@ -153,11 +156,13 @@ def _reader_of(collection: Collection) -> tuple[User, Group]:
     return user, group
 
 
-def embed_with_retries(texts: Sequence[str], *, model: str = inference.EMBEDDING_MODEL) -> list[list[float]]:
+def embed_with_retries(
+    texts: Sequence[str], *, model: str = inference.EMBEDDING_MODEL, truncate: bool = False
+) -> list[list[float]]:
     """`inference.embed`, retried with backoff while the model service is busy or briefly unavailable."""
     for attempt in range(TRANSIENT_RETRIES):
         try:
-            return inference.embed(texts, model=model)
+            return inference.embed(texts, model=model, truncate=truncate)
         except (inference.InferenceBusy, inference.InferenceUnavailable):
             if attempt + 1 == TRANSIENT_RETRIES:
                 raise
@@ -210,3 +215,34 @@ def dataset_evaluate(
         user.delete()
         group.delete()
     return {**scores_compute(runs, dataset.qrels, k=k), "mode": mode, "model": slot.model_id}
+
+
+def _unit(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def dataset_evaluate_whole_passages(
+    *, dataset: Dataset, k: int = 10, model: str = inference.EMBEDDING_MODEL
+) -> dict[str, float | int | str]:
+    """The outside baseline the product's dense retrieval must not fall below: each corpus entry (its title
+    and text) embedded once, whole, by the same model (cut where the model stops reading), and ranked by
+    cosine similarity to the query. No chunking, no database: what anyone gets from the model alone."""
+    entries = dataset.corpus
+    passages: list[list[float]] = []
+    for start in range(0, len(entries), QUERY_EMBED_BATCH):
+        batch = [
+            f"{entry.title}\n{entry.text}".strip() or entry.id
+            for entry in entries[start : start + QUERY_EMBED_BATCH]
+        ]
+        passages.extend(_unit(vector) for vector in embed_with_retries(batch, model=model, truncate=True))
+    query_ids = [q for q in dataset.qrels if q in dataset.queries]
+    queries = _embed_queries([dataset.queries[q] for q in query_ids], model=model)
+    depth = max(k, RECALL_DEPTH)
+    runs: dict[str, list[str]] = {}
+    for query_id, query in zip(query_ids, queries, strict=True):
+        unit = _unit(query)
+        scores = [sum(map(operator.mul, unit, passage)) for passage in passages]
+        best = heapq.nlargest(depth, range(len(entries)), key=scores.__getitem__)
+        runs[query_id] = [entries[index].id for index in best]
+    return {**scores_compute(runs, dataset.qrels, k=k), "mode": "baseline", "model": model}

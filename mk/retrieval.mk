@@ -17,3 +17,18 @@ evaluate: $(STAMP)/venv $(STAMP)/venv-inference
 
 bench-retrieval: $(STAMP)/venv $(STAMP)/venv-inference
 	@$(RETRIEVAL_STACK) $(VPY) bench/retrieval.py $(BENCH_ARGS)
+
+# The second public retrieval set (evaluation/debian_faq.py): the Debian FAQ's questions and answers, from
+# Debian's `debian-faq` package (apt is reachable wherever the project is installed). Then:
+#   make evaluate DATASET=.data/eval/debian-faq MODE=keyword|dense|hybrid
+DEBIAN_FAQ = .data/eval/debian-faq
+DEBIAN_FAQ_PACKAGE = .data/eval/debian-faq-package
+
+.PHONY: debian-faq
+debian-faq: $(DEBIAN_FAQ)/qrels/test.tsv
+
+$(DEBIAN_FAQ)/qrels/test.tsv: evaluation/debian_faq.py $(STAMP)/venv
+	@rm -rf $(DEBIAN_FAQ_PACKAGE) && mkdir -p $(DEBIAN_FAQ_PACKAGE)
+	@cd $(DEBIAN_FAQ_PACKAGE) && { apt-get download -q debian-faq || { apt-get update -qq && apt-get download -q debian-faq; }; }
+	@dpkg-deb -x $(DEBIAN_FAQ_PACKAGE)/debian-faq_*.deb $(DEBIAN_FAQ_PACKAGE)/root
+	$(VPY) -m evaluation.debian_faq $(DEBIAN_FAQ_PACKAGE)/root/usr/share/doc/debian/FAQ $(DEBIAN_FAQ)

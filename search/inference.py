@@ -189,11 +189,15 @@ def _embeddings_from(response: httpx.Response) -> list[list[float]]:
     return [item["embedding"] for item in data]
 
 
-def embed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:
-    """Embed texts, in order, with `model` (the base model, or a registered retriever's id)."""
+def embed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL, truncate: bool = False) -> list[list[float]]:
+    """Embed texts, in order, with `model` (the base model, or a registered retriever's id); with
+    `truncate`, a text longer than the model reads is cut to what it reads instead of refused."""
     if not texts:
         return []
-    return _embeddings_from(_post("/v1/embeddings", {"model": model, "input": list(texts)}))
+    body: dict[str, Any] = {"model": model, "input": list(texts)}
+    if truncate:
+        body["truncate"] = True
+    return _embeddings_from(_post("/v1/embeddings", body))
 
 
 async def aembed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:

@@ -61,6 +61,21 @@ def test_evaluate_scores_a_tiny_dataset_and_cleans_up(tmp_path: Path, use_embedd
     assert not Chunk.objects.exists()
 
 
+@pytest.mark.django_db
+def test_evaluate_baseline_ranks_whole_passages_by_the_model_alone_and_stores_nothing(
+    tmp_path: Path, use_embeddings: None
+) -> None:
+    dataset = str(write_dataset(tmp_path / "tiny"))
+
+    result = evaluate("--dataset", dataset, "--mode", "baseline")
+
+    assert (result["mode"], result["queries"], result["documents"]) == ("baseline", 3, 5)
+    assert result["mrr_at_10"] == 1.0
+    assert result["recall_at_100"] == 1.0
+    assert not Collection.objects.exists()
+    assert not Chunk.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_evaluate_keep_reuses_the_loaded_corpus(tmp_path: Path, use_embeddings: None) -> None:
     dataset = str(write_dataset(tmp_path / "tiny"))

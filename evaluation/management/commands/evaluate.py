@@ -1,4 +1,5 @@
-"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep] [--retriever R]`: quality."""
+"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep] [--retriever R]`: quality
+(M: keyword, dense, hybrid, or baseline, the model alone on whole passages)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from evaluation.services import (
     corpus_is_complete,
     corpus_load,
     dataset_evaluate,
+    dataset_evaluate_whole_passages,
 )
 from ingest.services import chunks_slot_fill
 from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
@@ -31,7 +33,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, help="directory in the BEIR layout")
-        parser.add_argument("--mode", choices=MODES, default="hybrid")
+        parser.add_argument(
+            "--mode",
+            choices=(*MODES, "baseline"),
+            default="hybrid",
+            help="baseline: each corpus entry embedded whole by the model, no chunks, no database",
+        )
         parser.add_argument("--k", type=int, default=10, help="cut-off of nDCG, Recall and MRR (default 10)")
         parser.add_argument("--split", default="test", help="qrels file to use (qrels/<split>.tsv)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,6 +73,19 @@ class Command(BaseCommand):
                     "see `manage.py retriever list` (activate it first)"
                 )
             slot = embedding_slot_of(retriever=retriever)
+        if options["mode"] == "baseline":
+            started = time.monotonic()
+            scores = dataset_evaluate_whole_passages(dataset=dataset, k=options["k"], model=slot.model_id)
+            self._report(
+                {
+                    **scores,
+                    "dataset": dataset.name,
+                    "documents": len(dataset.corpus),
+                    "search_s": round(time.monotonic() - started, 1),
+                },
+                options,
+            )
+            return
         keep = options["keep"] or options["reload"]
         started = time.monotonic()
         collection = corpus_find_kept(dataset=dataset) if keep else None
@@ -100,20 +120,22 @@ class Command(BaseCommand):
             "load_s": round(loaded - started, 1),
             "search_s": round(time.monotonic() - loaded, 1),
         }
+        self._report(result, options)
+
+    def _report(self, result: dict[str, Any], options: dict[str, Any]) -> None:
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
         k = options["k"]
-        self.stdout.write(
-            f"{dataset.name}: {scores['queries']} queries, mode {options['mode']}, model {slot.model_id}"
-        )
+        name, queries = result["dataset"], result["queries"]
+        self.stdout.write(f"{name}: {queries} queries, mode {result['mode']}, model {result['model']}")
         for label, key in (
             (f"nDCG@{k}", f"ndcg_at_{k}"),
             (f"Recall@{k}", f"recall_at_{k}"),
             ("Recall@100", "recall_at_100"),
             (f"MRR@{k}", f"mrr_at_{k}"),
         ):
-            self.stdout.write(f"  {label:<11} {scores[key]:.4f}")
+            self.stdout.write(f"  {label:<11} {result[key]:.4f}")
 
     def _progress(self, done: int, total: int) -> None:
         if done == total or done % 200 == 0:
