@@ -1,6 +1,6 @@
 # Retrieval quality and speed (docs/retrieval.md). Each target starts throwaway PostgreSQL and an
 # embeddings-only inference API, runs, stops them, and prints one JSON object as its last line.
-#   make evaluate DATASET=/path/to/beir-dataset MODE=keyword|dense|hybrid [K=10]
+#   make evaluate DATASET=/path/to/beir-dataset MODE=keyword|dense|hybrid|baseline [K=10]
 #   make bench-retrieval [BENCH_ARGS="--chunks 100000"]
 MODE ?= hybrid
 K ?= 10
@@ -12,7 +12,7 @@ RETRIEVAL_STACK = $(VPY) -m ragsite.devstack exec -- $(VPY) bench/with_inference
 .PHONY: evaluate bench-retrieval
 
 evaluate: $(STAMP)/venv $(STAMP)/venv-inference
-	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=dir MODE=keyword|dense|hybrid" >&2; exit 2; }
+	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=dir MODE=keyword|dense|hybrid|baseline" >&2; exit 2; }
 	@INFERENCE_TORCH_THREADS=$(EVALUATE_TORCH_THREADS) $(RETRIEVAL_STACK) $(VPY) manage.py evaluate --dataset "$(DATASET)" --mode $(MODE) --k $(K) --json
 
 bench-retrieval: $(STAMP)/venv $(STAMP)/venv-inference
