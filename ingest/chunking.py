@@ -4,6 +4,8 @@ Sections (headings, pages) are never merged; inside a section, paragraphs are pa
 long for one chunk is split at sentences, and a sentence too long at token boundaries. Every chunk's embedding
 input (its heading path, then its text) is at most `MODEL_MAX_TOKENS` in the model's own tokens, so the
 inference API never has to truncate anything. Consecutive chunks of one section overlap by a few sentences.
+A table (a Markdown table paragraph) is split between rows, and every chunk that starts inside it begins with
+the table's header, so that its rows keep their columns' names.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .parsers import SECTION_SEPARATOR, ParsedDocument, Section
+from .parsers.tables import table_header
 from .tokens import MODEL_MAX_TOKENS, count_tokens, count_tokens_batch, encode
 
 HEADING_SEPARATOR = " > "
@@ -25,7 +28,8 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 @dataclass(frozen=True)
 class ChunkDraft:
-    """A chunk before it is embedded; `text` is exactly `parsed.text[char_start:char_end]`."""
+    """A chunk before it is embedded; `text` is exactly `parsed.text[char_start:char_end]`, after the header
+    of the table it starts inside, if it starts inside one (`chunk_own_text` takes the header off)."""
 
     ordinal: int
     text: str
@@ -173,6 +177,20 @@ def _split_group(group: list[_Piece], text: str) -> list[list[_Piece]]:
     ]
 
 
+def _repeated_header(text: str, paragraph: tuple[int, int], start: int) -> str:
+    """The header of the table paragraph that a chunk starting at `start` is inside of ("" if none)."""
+    begin, end = paragraph
+    header = table_header(text[begin:end])
+    if header is None or start < begin + len(header):
+        return ""
+    return header + "\n"
+
+
+def chunk_own_text(*, text: str, char_start: int, char_end: int) -> str:
+    """A chunk's own stretch of its document: its text without a repeated table header."""
+    return text[len(text) - (char_end - char_start) :] if len(text) >= char_end - char_start else text
+
+
 def chunk_document(parsed: ParsedDocument) -> list[ChunkDraft]:
     """Chunks of a parsed document in reading order, each within the embedding model's input limit."""
     drafts: list[ChunkDraft] = []
@@ -183,12 +201,14 @@ def chunk_document(parsed: ParsedDocument) -> list[ChunkDraft]:
         # The heading, the blank line after it and the special tokens share the model's window with the text.
         budget = MODEL_MAX_TOKENS - _SPECIAL_TOKENS - (count_tokens_batch([heading])[0] + 1 if heading else 0)
         text = section.text
+        paragraphs = _spans(_PARAGRAPH_BREAK, text, 0, len(text))  # as `_pieces` numbers them
         pending = _pack(_pieces(text, budget), budget)
         pending.reverse()
         while pending:
             group = pending.pop()
             start, end = group[0].start, group[-1].end
-            tokens = count_tokens(embedding_input(heading=heading, text=text[start:end]))
+            chunk_text = _repeated_header(text, paragraphs[group[0].paragraph], start) + text[start:end]
+            tokens = count_tokens(embedding_input(heading=heading, text=chunk_text))
             if tokens > MODEL_MAX_TOKENS:
                 # Rare: the joined text tokenised to more than its pieces did. Split it, never cut it.
                 pending.extend(reversed(_split_group(group, text)))
@@ -196,7 +216,7 @@ def chunk_document(parsed: ParsedDocument) -> list[ChunkDraft]:
             drafts.append(
                 ChunkDraft(
                     ordinal=len(drafts),
-                    text=text[start:end],
+                    text=chunk_text,
                     heading_path=path,
                     page=section.page,
                     char_start=section_start + start,

@@ -176,20 +176,36 @@ def extract_choose(
     return Extract(sentences=tuple(chosen), answers=answers)
 
 
+_TABLE_SEPARATOR_AFTER = re.compile(r"\n(\|(?:\s*:?-{3,}:?\s*\|)+)[ \t]*(?:\n|$)")
+
+
+def _table_headers(text: str, spans: Sequence[textual.Span]) -> dict[int, str]:
+    """The header rows of the Markdown tables in `text`, by sentence index, with their separator row."""
+    headers = {}
+    for index, span in enumerate(spans):
+        if span.text.startswith("|") and (match := _TABLE_SEPARATOR_AFTER.match(text, span.end)):
+            headers[index] = f"{span.text}\n{match.group(1)}"
+    return headers
+
+
 def trimmed_text(candidate: Candidate, scored: Sequence[ScoredSentence]) -> str:
-    """The passage as the model sees it: whole when short, else its best sentences with their neighbours."""
+    """The passage as the model sees it: whole when short, else its best sentences with their neighbours.
+
+    A table's rows stay rows, one a line, under the table's header (which is always kept), so that a row
+    still says which column each value is in."""
     text = candidate.passage.text
     if len(text) <= CONTEXT_CHARS_PER_PASSAGE:
         return text
     spans = textual.sentences(text)
+    headers = _table_headers(text, spans)
     own = {sentence.span.start: sentence.score for sentence in scored if sentence.number == candidate.number}
     order = sorted(range(len(spans)), key=lambda index: (-own.get(spans[index].start, 0.0), index))
-    keep: set[int] = set()
-    used = 0
+    keep: set[int] = set(headers)
+    used = sum(len(header) + 1 for header in headers.values())
     for index in order:
         window = [i for i in (index - 1, index, index + 1) if 0 <= i < len(spans) and i not in keep]
         cost = sum(len(spans[i].text) + 1 for i in window)
-        if keep and used + cost > CONTEXT_CHARS_PER_PASSAGE:
+        if keep - set(headers) and used + cost > CONTEXT_CHARS_PER_PASSAGE:
             break
         keep.update(window)
         used += cost
@@ -198,9 +214,12 @@ def trimmed_text(candidate: Candidate, scored: Sequence[ScoredSentence]) -> str:
     for index in sorted(keep):
         if index != previous + 1 and pieces:
             pieces.append("…")
-        pieces.append(spans[index].text)
+        pieces.append(headers.get(index, spans[index].text))
         previous = index
-    return " ".join(pieces)
+    joined = pieces[:1]
+    for before, piece in zip(pieces, pieces[1:], strict=False):
+        joined.append(("\n" if piece.startswith("|") or before.startswith("|") else " ") + piece)
+    return "".join(joined)
 
 
 # Verifying the model's answer -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import Http404
 
+from ingest.chunking import chunk_own_text
 from ingest.models import Chunk, Document
 from search.models import Conversation, Message
 from search.selectors import chunk_get_for_user, collection_ids_readable_by
@@ -122,15 +123,20 @@ def passage_in_document_for_user(*, user: Any, chunk_id: int) -> PassageInDocume
     for index, neighbour in enumerate(neighbours):
         cited = neighbour.id == chunk.id
         text = neighbour.text
+        # A chunk that starts inside a table repeats the table's header: the document shows it once.
+        own = chunk_own_text(text=text, char_start=neighbour.char_start, char_end=neighbour.char_end)
+        header = text[: len(text) - len(own)]
         # Consecutive chunks overlap by a few sentences; show each stretch of the document once, and the
         # cited passage whole. Offsets are trusted only where they match the chunk's own text.
-        if len(text) == neighbour.char_end - neighbour.char_start:
+        if len(own) == neighbour.char_end - neighbour.char_start:
             start = neighbour.char_start if cited else max(neighbour.char_start, shown_until)
             end = neighbour.char_end
             following = neighbours[index + 1] if index + 1 < len(neighbours) else None
             if following is not None and following.id == chunk.id:
                 end = max(start, min(end, following.char_start))
-            text = text[start - neighbour.char_start : end - neighbour.char_start]
+            text = own[start - neighbour.char_start : end - neighbour.char_start]
+            if cited:
+                text = header + text  # the cited rows with their columns' names
             shown_until = max(shown_until, end)
         if text.strip() or cited:
             blocks.append(PassageBlock(chunk=neighbour, text=text, cited=cited))

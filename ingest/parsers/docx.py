@@ -1,4 +1,4 @@
-"""Word (.docx, python-docx): headings (Title, Heading 1–9) open sections; tables are kept row by row."""
+"""Word (.docx, python-docx): headings (Title, Heading 1–9) open sections; tables become Markdown tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from . import Limits, ParsedDocument, ParseError, Section, check_zip, title_from_filename
+from .tables import markdown_table, rows_as_lines
 
 _HEADING_STYLE = re.compile(r"^heading (\d)$", re.IGNORECASE)
 
@@ -20,6 +21,19 @@ def _heading_level(paragraph: Paragraph) -> int | None:
         return 0
     match = _HEADING_STYLE.match(name)
     return int(match.group(1)) if match else None
+
+
+def _table_rows(table: Table) -> list[list[str]]:
+    """Each row's cells in grid order; a cell merged across columns keeps its text in its first column."""
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        previous = None
+        for cell in row.cells:
+            cells.append("" if cell._tc is previous else cell.text)
+            previous = cell._tc
+        rows.append(cells)
+    return rows
 
 
 def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
@@ -44,11 +58,12 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
 
     for block in document.iter_inner_content():
         if isinstance(block, Table):
-            for row in block.rows:
-                cells = [cell.text.strip() for cell in row.cells]
-                line = " | ".join(dict.fromkeys(c for c in cells if c))
-                if line:
-                    paragraphs.append(line)
+            rows = _table_rows(block)
+            table = markdown_table(rows)
+            if table is not None:
+                paragraphs.append(table)
+            else:
+                paragraphs.extend(rows_as_lines(rows))
             continue
         text = block.text.strip()
         if not text:

@@ -1,4 +1,5 @@
-"""HTML: the main content only (no scripts, styles, navigation); h1–h6 open sections."""
+"""HTML: the main content only (no scripts, styles, navigation); h1–h6 open sections; data tables become
+Markdown tables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
 from . import Limits, ParsedDocument, Section, decode_text, title_from_filename
+from .tables import markdown_table
 
 _DROP = [
     "script",
@@ -65,6 +67,32 @@ def _heading(tag: Tag) -> str:
     return _clean(tag.get_text(" ")).rstrip("¶").rstrip()
 
 
+# A cell spanning more columns than this is malformed markup, not a wider table.
+MAX_COLSPAN = 64
+
+
+def _data_table(table: Tag) -> str | None:
+    """A table of data as a Markdown table; None for a layout table (one that holds tables, or one column)."""
+    if table.find("table") is not None:
+        return None
+    rows: list[list[str]] = []
+    has_header = False
+    for row in table.find_all("tr"):
+        cells: list[str] = []
+        found = row.find_all(list(_CELLS), recursive=False)
+        if not rows:
+            # A header is marked as one: a row of <th> cells, or a row in <thead>.
+            has_header = bool(found) and (
+                all(cell.name == "th" for cell in found) or row.find_parent("thead") is not None
+            )
+        for cell in found:
+            span = str(cell.get("colspan") or "1")
+            cells.append(_clean(cell.get_text(" ")))
+            cells.extend([""] * (min(int(span), MAX_COLSPAN) - 1 if span.isdigit() and int(span) > 1 else 0))
+        rows.append(cells)
+    return markdown_table(rows, has_header=has_header)
+
+
 class _Walker:
     def __init__(self) -> None:
         self.sections: list[Section] = []
@@ -108,6 +136,12 @@ class _Walker:
                 text = child.get_text().strip("\n")
                 if text.strip():
                     self.paragraphs.append(text)
+            elif child.name == "table" and (table := _data_table(child)) is not None:
+                self.end_paragraph()
+                caption = child.find("caption")
+                if isinstance(caption, Tag) and (text := _clean(caption.get_text(" "))):
+                    self.paragraphs.append(text)
+                self.paragraphs.append(table)
             elif child.name in _CELLS:
                 self.walk(child)
                 self.inline.append(" | ")

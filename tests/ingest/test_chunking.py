@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.chunking import MAX_HEADING_TOKENS, chunk_document
+from ingest.chunking import MAX_HEADING_TOKENS, chunk_document, chunk_own_text
 from ingest.parsers import ParsedDocument, Section, parse
 from ingest.tokens import MODEL_MAX_TOKENS, count_tokens
 
@@ -99,3 +99,29 @@ def test_a_sentence_longer_than_the_model_limit_is_cut_at_token_boundaries() -> 
         assert start <= position
         position = start + len(run)
     assert position == len(words)
+
+
+def test_a_table_split_across_chunks_repeats_its_header_in_each_and_keeps_its_rows_whole() -> None:
+    rows = [f"| office {i} | {100 + i} Main Street, Springfield | +1 555 {1000 + i} |" for i in range(60)]
+    table = "\n".join(["| Office | Address | Phone |", "| --- | --- | --- |", *rows])
+    parsed = ParsedDocument(
+        title="Offices", content_type="text/html", sections=[Section(text=f"Our offices.\n\n{table}")]
+    )
+    chunks = chunk_document(parsed)
+    assert len(chunks) >= 3
+    assert chunks[0].text.startswith("Our offices.\n\n| Office | Address | Phone |\n| --- | --- | --- |\n")
+    for chunk in chunks:
+        assert count_tokens(chunk.embedding_input) == chunk.token_count <= MODEL_MAX_TOKENS
+        own = chunk_own_text(text=chunk.text, char_start=chunk.char_start, char_end=chunk.char_end)
+        assert parsed.text[chunk.char_start : chunk.char_end] == own
+        lines = chunk.text.split("\n")
+        assert all(line in rows for line in lines[2:] if line.startswith("| office"))
+    for chunk in chunks[1:]:
+        assert chunk.text.startswith("| Office | Address | Phone |\n| --- | --- | --- |\n| office ")
+    assert {row for chunk in chunks for row in chunk.text.split("\n")} >= set(rows)
+
+
+def test_a_chunk_that_starts_at_a_tables_header_does_not_repeat_it() -> None:
+    table = "| Key | Value |\n| --- | --- |\n| a | 1 |"
+    parsed = ParsedDocument(title="", content_type="text/html", sections=[Section(text=table)])
+    assert [chunk.text for chunk in chunk_document(parsed)] == [table]

@@ -24,7 +24,7 @@ def test_pdf_has_one_section_per_page_with_its_number() -> None:
     ]
 
 
-def test_docx_keeps_headings_as_a_path_and_tables_by_row() -> None:
+def test_docx_keeps_headings_as_a_path_and_tables_as_markdown_tables() -> None:
     data = files.docx_bytes(
         [
             ("title", "Travel Policy"),
@@ -41,9 +41,38 @@ def test_docx_keeps_headings_as_a_path_and_tables_by_row() -> None:
     assert parsed.title == "Travel Policy"
     assert [(s.heading_path, s.text) for s in parsed.sections] == [
         (("Booking",), "Book trains through the travel desk."),
-        (("Booking", "Hotels"), "Hotels up to 120 EUR a night.\n\nCity | Limit\n\nLondon | 180 EUR"),
+        (
+            ("Booking", "Hotels"),
+            "Hotels up to 120 EUR a night.\n\n| City | Limit |\n| --- | --- |\n| London | 180 EUR |",
+        ),
         (("Claims",), "Claim within 30 days."),
     ]
+
+
+def test_html_data_tables_become_markdown_tables_and_layout_tables_stay_paragraphs() -> None:
+    data = b"""<html><body><main><h1>Ports</h1>
+    <table><caption>Default ports</caption>
+      <thead><tr><th>Service</th><th>Port</th><th>Notes</th></tr></thead>
+      <tbody><tr><td>web</td><td>8000</td><td>HTTP | HTTPS behind a proxy</td></tr>
+      <tr><td colspan="2">inference 8001</td><td>loopback only</td></tr>
+      <tr><td>redis</td><td>6379</td></tr></tbody></table>
+    <table><tr><td>A boxed note in a one-column layout table.</td></tr></table>
+    <table><tr><td>query</td><td>dump inputs</td></tr><tr><td>graph</td><td>output a graph</td></tr></table>
+    <table><tr><td><table><tr><td>inner</td><td>cell</td></tr></table></td><td>outer</td></tr></table>
+    </main></body></html>"""
+    parsed = parse(data, filename="ports.html")
+    assert parsed.sections[0].text.split("\n\n")[:4] == [
+        "Default ports",
+        "| Service | Port | Notes |\n| --- | --- | --- |\n| web | 8000 | HTTP \\| HTTPS behind a proxy |\n"
+        "| inference 8001 |  | loopback only |\n| redis | 6379 |  |",
+        "A boxed note in a one-column layout table.",
+        # No <th> and no <thead>: the first row is data, under an empty header.
+        "|  |  |\n| --- | --- |\n| query | dump inputs |\n| graph | output a graph |",
+    ]
+    # A table holding tables is layout: its text is kept, not made a table.
+    assert "inner" in parsed.text and "outer" in parsed.text
+    separators = [line for line in parsed.text.split("\n") if line.startswith("| ---")]
+    assert separators == ["| --- | --- | --- |", "| --- | --- |"]
 
 
 def test_html_keeps_main_content_and_headings_and_drops_scripts_styles_and_navigation() -> None:

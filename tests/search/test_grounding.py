@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from search import grounding, textual
-from search.answers import Candidate, Extract, ScoredSentence, citations, cite, quotes_beside, verify
+from search.answers import (
+    Candidate,
+    Extract,
+    ScoredSentence,
+    citations,
+    cite,
+    quotes_beside,
+    sentence_scores,
+    trimmed_text,
+    verify,
+)
 from search.retrieval import RetrievedChunk
 
 MEMORY = (
@@ -247,3 +257,22 @@ def test_an_answer_must_hold_the_kind_of_thing_its_question_asks_for(
     question: str, text: str, answers: bool
 ) -> None:
     assert grounding.has_answer_type(text, question=question) is answers
+
+
+def test_the_model_sees_a_long_tables_best_rows_as_rows_under_the_tables_header() -> None:
+    rows = [f"| office {i} | {100 + i} Main Street | +1 555 {1000 + i} |" for i in range(40)]
+    table = "\n".join(["| Office | Address | Phone |", "| --- | --- | --- |", *rows])
+    candidate = _candidate(1, f"Our offices and how to call them.\n\n{table}", title="Offices")
+    question = weights("What is the phone number of office 31?")
+    scored = sentence_scores(question=question, candidates=[candidate])
+
+    text = trimmed_text(candidate, scored)
+
+    assert len(text) < len(candidate.passage.text)
+    lines = text.split("\n")
+    assert lines[:2] == ["| Office | Address | Phone |", "| --- | --- | --- |"] or lines[1:3] == [
+        "| Office | Address | Phone |",
+        "| --- | --- | --- |",
+    ]
+    assert "| office 31 | 131 Main Street | +1 555 1031 |" in lines
+    assert all(line.startswith(("|", "…", "Our offices")) for line in lines)

@@ -272,3 +272,31 @@ def test_passage_view_shows_overlapping_neighbours_once(client_for: Client, staf
     assert f'<mark id="passage" data-chunk-id="{chunks[1].id}">Beta two. Gamma three.</mark>' in html
     assert '<p class="chunk"> Delta four.</p>' in html
     assert html.count("Beta two.") == 1 and html.count("Gamma three.") == 1
+
+
+def test_passage_view_shows_a_split_tables_header_once_and_again_above_the_cited_rows(
+    client_for: Client, staff: Any
+) -> None:
+    from ingest.models import Chunk
+
+    document = make_document(collection__groups=list(staff.groups.all()))
+    header = "| City | Limit |\n| --- | --- |\n"
+    text = f"{header}| London | 180 |\n| Paris | 160 |\n| Rome | 150 |"
+    paris = text.index("| Paris")
+    own = [(0, paris), (paris, len(text))]  # the second chunk starts inside the table: it repeats the header
+    chunks = [
+        Chunk.objects.create(
+            document=document, collection_id=document.collection_id, generation=document.generation,
+            ordinal=ordinal, text=(header if ordinal else "") + text[start:end], char_start=start,
+            char_end=end, token_count=8, embedding=[1.0] + [0.0] * 383,
+        )
+        for ordinal, (start, end) in enumerate(own)
+    ]  # fmt: skip
+
+    cited_second = client_for.get(reverse("search:passage", args=[chunks[1].id])).content.decode()
+    cited_first = client_for.get(reverse("search:passage", args=[chunks[0].id])).content.decode()
+
+    assert cited_second.count("| City | Limit |") == 2  # the table's top, and above the cited rows
+    assert f'data-chunk-id="{chunks[1].id}">| City | Limit |<br>| --- | --- |<br>| Paris | 160 |' in cited_second
+    assert cited_first.count("| City | Limit |") == 1  # the following chunk shows only its own rows
+    assert cited_first.count("| Paris | 160 |") == 1
