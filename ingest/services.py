@@ -68,7 +68,10 @@ def _size(size: int) -> str:
 
 
 def _limits() -> Limits:
-    return Limits(max_unpacked_bytes=getattr(settings, "RAGSITE_MAX_UNPACKED_BYTES", 100 * 2**20))
+    return Limits(
+        max_unpacked_bytes=getattr(settings, "RAGSITE_MAX_UNPACKED_BYTES", 100 * 2**20),
+        ocr_languages=getattr(settings, "RAGSITE_OCR_LANGUAGES", "eng"),
+    )
 
 
 # --- collections -------------------------------------------------------------------------------------------

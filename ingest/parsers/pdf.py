@@ -1,7 +1,8 @@
-"""PDF (pypdf): one section per page, carrying its page number."""
+"""PDF (pypdf): one section per page, carrying its page number; a page without a text layer is OCRed."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -12,6 +13,9 @@ from pypdf import PageObject, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from . import Limits, ParsedDocument, ParseError, Section, title_from_filename
+from .ocr import OcrUnavailable, page_images_text
+
+logger = logging.getLogger(__name__)
 
 _DAMAGED = "The PDF is damaged or incomplete ({detail}). Export or download it again and re-upload it."
 # Titles that PDF writers fill in by themselves, which name no document.
@@ -40,7 +44,7 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
                 "Split it into smaller files."
             )
         sections = [
-            Section(text=page.extract_text() or "", page=number)
+            Section(text=_page_text(page, number=number, limits=limits), page=number)
             for number, page in enumerate(reader.pages, start=1)
         ]
         title = _metadata_title(reader) or (_first_page_heading(reader.pages[0]) if reader.pages else "")
@@ -53,6 +57,21 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     return ParsedDocument(
         title=title or title_from_filename(filename), content_type="application/pdf", sections=sections
     )
+
+
+def _page_text(page: PageObject, *, number: int, limits: Limits) -> str:
+    """The page's text layer; for a page without one (a scan), the text of its images, read by OCR."""
+    text = page.extract_text() or ""
+    if text.strip() or not limits.ocr_languages:
+        return text
+    try:
+        text = page_images_text(page, languages=limits.ocr_languages)
+    except OcrUnavailable as exc:
+        logger.warning("page %d has no text layer and was not OCRed: %s", number, exc)
+        return ""
+    if not text.strip() and page.images:
+        logger.warning("page %d is an image whose text OCR could not read", number)
+    return text
 
 
 def _metadata_title(reader: PdfReader) -> str:

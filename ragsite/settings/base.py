@@ -161,6 +161,8 @@ RAGSITE_MAX_UPLOAD_REQUEST_BYTES = env.int(
 )
 # Archives (DOCX, XLSX, PPTX) that unpack past this are refused as zip bombs.
 RAGSITE_MAX_UNPACKED_BYTES = env.int("RAGSITE_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
+# PDF pages without a text layer (scans) are OCRed by Tesseract in these languages ("eng+deu"); "": off.
+RAGSITE_OCR_LANGUAGES = env.str("RAGSITE_OCR_LANGUAGES", default="eng")
 RAGSITE_INGEST_QUEUE = env.str("RAGSITE_INGEST_QUEUE", default="ingest")
 RAGSITE_INGEST_BATCH_SIZE = env.int("RAGSITE_INGEST_BATCH_SIZE", default=64)
 # An ingest that meets a transient fault retries after this long, doubling each time (at most 5 minutes).
