@@ -22,7 +22,7 @@ from django.db import connection, transaction
 
 from ingest.chunking import chunk_document
 from ingest.models import Chunk, Collection, Document
-from ingest.parsers import ParseError, parse
+from ingest.parsers import ParseError, parse, title_from_filename
 from ingest.services import chunks_embed_and_store, document_generation_activate, document_mark_failed
 from retrievers.selectors import EmbeddingSlot, embedding_slot_active
 from search import inference
@@ -75,8 +75,12 @@ def _ingest_entry_once(document: Document, entry: CorpusEntry) -> int:
     except ParseError as exc:
         document_mark_failed(document_id=document.id, message=exc.message)
         return 0
-    # The corpus title is the document's title (an id-derived file name would only add noise).
-    parsed.title = entry.title
+    # The corpus title is the document's title (an id-derived file name would only add noise). An untitled
+    # entry keeps a title the parser found in its own text (a short first line standing alone, a leading
+    # Markdown heading), as an uploaded file would: the parser took that line out of the text, and dropping
+    # the title too would lose it from the index.
+    if entry.title or parsed.title == title_from_filename(f"{entry.id}.txt"):
+        parsed.title = entry.title
     drafts = chunk_document(parsed)
     written = chunks_embed_and_store(document=document, drafts=drafts, generation=1)
     document_generation_activate(document=document, generation=1)

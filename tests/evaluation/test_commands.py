@@ -61,6 +61,25 @@ def test_evaluate_scores_a_tiny_dataset_and_cleans_up(tmp_path: Path, use_embedd
     assert not Chunk.objects.exists()
 
 
+# The loader ingests from worker threads with their own connections, so the data must really be committed.
+@pytest.mark.django_db(transaction=True)
+def test_an_untitled_entrys_opening_line_is_indexed_not_lost(tmp_path: Path, use_embeddings: None) -> None:
+    root = tmp_path / "lines"
+    (root / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": "light", "title": "", "text": "Keepers of the Eddystone lighthouse.\n\nThey trimmed wicks."},
+        {"_id": "bread", "title": "", "text": "Sourdough bread rises slowly overnight in a cool kitchen."},
+    ]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus))
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "Eddystone keepers"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tlight\t1\n")
+
+    result = evaluate("--dataset", str(root), "--mode", "keyword")
+
+    # The short first line became the document's title (as for an uploaded .txt), so its words are searched.
+    assert result["mrr_at_10"] == 1.0
+
+
 @pytest.mark.django_db
 def test_evaluate_baseline_ranks_whole_passages_by_the_model_alone_and_stores_nothing(
     tmp_path: Path, use_embeddings: None
