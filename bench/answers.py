@@ -148,7 +148,7 @@ async def ask_all(
     *, cases: list[dict[str, Any]], collection_id: int, names: dict[int, str], logs: Path
 ) -> list[dict[str, Any]]:
     """Every question in turn, in one event loop (as one web process serves them)."""
-    from ragsite.db import db_sync_to_async
+    from ops.db import db_sync_to_async
 
     records = []
     with open(logs / "answers.jsonl", "w") as out:

@@ -1,9 +1,8 @@
 from dataclasses import dataclass
 
 import redis
+from celery import current_app
 from django.db.models import QuerySet
-
-from ragsite.celery import app as celery_app
 
 from .metrics import QUEUES
 from .models import AuditEvent
@@ -32,7 +31,8 @@ class WorkerStatus:
 def workers_list(*, timeout: float = 1.0) -> list[WorkerStatus] | None:
     """The workers answering a broadcast now, or None when the broker does not answer."""
     try:
-        inspector = celery_app.control.inspect(timeout=timeout)
+        # The project's Celery app (ragsite.celery, made current when Django loads the project package).
+        inspector = current_app.control.inspect(timeout=timeout)
         active = inspector.active() or {}
         queues = inspector.active_queues() or {}
     except (OSError, redis.RedisError):

@@ -3,16 +3,10 @@ import ipaddress
 from collections.abc import Callable
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from ingest.selectors import document_failures_for_user
-from retrievers.selectors import retriever_list
-from search import inference
-
-from .selectors import audit_events_recent, queue_depths, workers_list
 from .throttle import login_attempt_begin, login_attempt_end
 
 
@@ -35,20 +29,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not allowed:
         return HttpResponse("metrics are served to loopback or with the metrics token\n", status=403)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
-
-
-@staff_member_required
-def status(request: HttpRequest) -> HttpResponse:
-    """The operator's page: queues, workers, the inference API and the last failures."""
-    context = {
-        "queues": queue_depths(),
-        "workers": workers_list(),
-        "inference": inference.health(),
-        "failed_documents": document_failures_for_user(user=request.user),
-        "audit_events": audit_events_recent() if request.user.has_perm("ops.view_auditevent") else None,
-        "retrievers": retriever_list().exclude(status="registered"),
-    }
-    return render(request, "ops/status.html", context)
 
 
 def login_throttled(login_view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

@@ -5,7 +5,7 @@ from django.urls import include, path
 from ops.views import login_throttled
 from ops.views import metrics as metrics_view
 
-from . import views
+from . import status, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -14,7 +14,7 @@ urlpatterns = [
     path("accounts/login/", login_throttled(LoginView.as_view()), name="login"),
     path("accounts/logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("ops/", include("ops.urls")),
+    path("ops/", include(([path("status/", status.status, name="status")], "ops"))),
     path("ingest/", include("ingest.urls")),
     path("widget/", include("widget.urls")),
     path("", include("search.urls")),

@@ -24,7 +24,7 @@ from django.db import connection
 from redis.exceptions import RedisError
 
 from ingest.models import Document
-from ragsite.db import db_sync_to_async
+from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
 from search.answer_redis import KEY_PREFIX, answer_redis
 from search.answers import MODEL_UNAVAILABLE_NOTE

@@ -16,7 +16,7 @@ from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
-from ragsite.db import db_sync_to_async
+from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
 from search import answers, grounding, inference, prompting, textual
 from search.grounding import TermWeights

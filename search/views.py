@@ -14,7 +14,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from ragsite.db import db_sync_to_async
+from ops.db import db_sync_to_async
 from search import services
 from search.conversations import (
     conversation_get_for_user,

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.db import connection
 
-from ragsite.db import db_sync_to_async, release_connections
+from ops.db import db_sync_to_async, release_connections
 
 
 def user_count() -> int:
