@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ingest.parsers.tables import table_header
 from search import grounding, textual
 from search.grounding import TermWeights, Window
 from search.retrieval import RetrievedChunk
@@ -176,15 +177,12 @@ def extract_choose(
     return Extract(sentences=tuple(chosen), answers=answers)
 
 
-_TABLE_SEPARATOR_AFTER = re.compile(r"\n(\|(?:\s*:?-{3,}:?\s*\|)+)[ \t]*(?:\n|$)")
-
-
 def _table_headers(text: str, spans: Sequence[textual.Span]) -> dict[int, str]:
     """The header rows of the Markdown tables in `text`, by sentence index, with their separator row."""
     headers = {}
     for index, span in enumerate(spans):
-        if span.text.startswith("|") and (match := _TABLE_SEPARATOR_AFTER.match(text, span.end)):
-            headers[index] = f"{span.text}\n{match.group(1)}"
+        if span.text.startswith("|") and (header := table_header(text[span.start :])) is not None:
+            headers[index] = header
     return headers
 
 

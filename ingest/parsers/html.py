@@ -87,8 +87,9 @@ def _data_table(table: Tag) -> str | None:
             )
         for cell in found:
             span = str(cell.get("colspan") or "1")
+            columns = min(int(span), MAX_COLSPAN) if span.isdigit() else 1
             cells.append(_clean(cell.get_text(" ")))
-            cells.extend([""] * (min(int(span), MAX_COLSPAN) - 1 if span.isdigit() and int(span) > 1 else 0))
+            cells.extend([""] * (columns - 1))
         rows.append(cells)
     return markdown_table(rows, has_header=has_header)
 
