@@ -14,6 +14,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, P
 
 from . import Limits, ParsedDocument, ParseError, Section, title_from_filename
 from .ocr import OcrUnavailable, page_images_text
+from .pdf_tables import tables_marked
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
 def _page_text(page: PageObject, *, number: int, limits: Limits) -> str:
     """The page's text layer; for a page without one (a scan), the text of its images, read by OCR."""
     text = page.extract_text() or ""
-    if text.strip() or not limits.ocr_languages:
+    if text.strip():
+        return _tables_marked(page, text, number=number)
+    if not limits.ocr_languages:
         return text
     try:
         text = page_images_text(page, languages=limits.ocr_languages)
@@ -72,6 +75,16 @@ def _page_text(page: PageObject, *, number: int, limits: Limits) -> str:
     if not text.strip() and page.images:
         logger.warning("page %d is an image whose text OCR could not read", number)
     return text
+
+
+def _tables_marked(page: PageObject, text: str, *, number: int) -> str:
+    """The page's text with the tables its layout shows written as Markdown tables."""
+    try:
+        layout = page.extract_text(extraction_mode="layout") or ""
+    except Exception as exc:  # pypdf's layout mode fails on some fonts: the plain text is still right
+        logger.info("page %d: tables not looked for, layout extraction failed: %s", number, exc)
+        return text
+    return tables_marked(text, layout)
 
 
 def _metadata_title(reader: PdfReader) -> str:
