@@ -20,6 +20,11 @@ SSE_STREAMS_OPEN = Gauge("ragsite_sse_streams_open", "Server-sent event streams 
 # answer in progress), "led" (answered, for whoever joins too), "unshared" (a follow-up, or too many at once),
 # "retrieval_busy" (retrieval could not keep up: the asker was told to ask again).
 ANSWERS_SERVED = Counter("ragsite_answers_total", "Answers served, by how", ["path"])
+EMBEDDING_CACHE_LOOKUPS = Counter(
+    "ragsite_embedding_cache_lookups_total",
+    "Texts looked up in the embedding cache (questions, and the sentences extractive answers score)",
+    ["result"],
+)
 TASK_SECONDS = Histogram(
     "ragsite_task_seconds",
     "Celery task run time",

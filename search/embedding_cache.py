@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from ops.metrics import EMBEDDING_CACHE_LOOKUPS
 from search.answer_redis import KEY_PREFIX, answer_redis
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ async def embeddings_cached(*, model: str, texts: Sequence[str]) -> list[list[fl
         else:
             _remember(key, value)
             vectors.append(array("f", value).tolist())
+    hits = sum(vector is not None for vector in vectors)
+    EMBEDDING_CACHE_LOOKUPS.labels("hit").inc(hits)
+    EMBEDDING_CACHE_LOOKUPS.labels("miss").inc(len(vectors) - hits)
     return vectors
 
 

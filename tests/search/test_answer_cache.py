@@ -117,3 +117,19 @@ def test_the_embedding_cache_of_a_process_keeps_at_most_its_bound(settings: Any)
     # From Redis (spacing normalised) and from this process; nothing for a text never embedded.
     assert run(store) == [[0.0, 0.5], [4.0, 0.5], None]
     assert len(embedding_cache._local) <= 2
+
+
+def test_embedding_cache_lookups_are_counted_as_hits_and_misses() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(result: str) -> float:
+        value = REGISTRY.get_sample_value("ragsite_embedding_cache_lookups_total", {"result": result})
+        return value or 0.0
+
+    async def look_up() -> None:
+        await embedding_cache.embeddings_store(model="m", texts=["counted"], vectors=[[1.0, 0.0]])
+        await embedding_cache.embeddings_cached(model="m", texts=["counted", "never embedded", "nor this"])
+
+    hits, misses = count("hit"), count("miss")
+    run(look_up)
+    assert (count("hit") - hits, count("miss") - misses) == (1, 2)
