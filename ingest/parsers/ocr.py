@@ -1,10 +1,10 @@
 """Text of scanned pages: their images read by Tesseract (Debian's `tesseract-ocr`, which `make` installs).
 
-A scanned PDF page is an image with no text layer; its images are read as they are stored in the file (the
-scanner's own pixels, no re-rendering). Tesseract runs as a child process with one thread, so that a worker
-reading scans does not take every core from the others, and with a time limit, so that a pathological image
-costs a page, never a stuck worker. A page whose images cannot be read gives no text, and the parser says
-which pages those were.
+A scanned PDF page is an image with no text layer, or with a garbage one (`text_is_garbage`); its images are
+read as they are stored in the file (the scanner's own pixels, no re-rendering). Tesseract runs as a child
+process with one thread, so that a worker reading scans does not take every core from the others, and with a
+time limit, so that a pathological image costs a page, never a stuck worker. A page whose images cannot be
+read gives no text, and the parser says which pages those were.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import unicodedata
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,22 @@ logger = logging.getLogger(__name__)
 OCR_TIMEOUT_S = 60.0
 # Smaller images are icons, logos and rules, not scanned text: not worth a process each.
 MIN_IMAGE_PIXELS = 200 * 200
+
+
+# A text layer is garbage when fewer than this share of its visible characters are letters, digits or
+# punctuation of any script: what a font without a Unicode map or a broken OCR layer over a scan leaves
+# (symbols, private-use characters, U+FFFD, controls). Text in any language, tables of numbers and formulas
+# with their symbols are far above half; such garbage is far below.
+MIN_READABLE_SHARE = 0.5
+
+
+def text_is_garbage(text: str) -> bool:
+    """Whether a page's text layer is mostly not text (it has text, but no reader could use it)."""
+    visible = [char for char in text if not char.isspace()]
+    if not visible:
+        return False
+    readable = sum(1 for char in visible if unicodedata.category(char)[0] in "LNP")
+    return readable < MIN_READABLE_SHARE * len(visible)
 
 
 class OcrUnavailable(Exception):

@@ -13,7 +13,7 @@ from pypdf import PageObject, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from . import Limits, ParsedDocument, ParseError, Section, title_from_filename
-from .ocr import OcrUnavailable, page_images_text
+from .ocr import OcrUnavailable, page_images_text, text_is_garbage
 from .pdf_tables import tables_marked
 
 logger = logging.getLogger(__name__)
@@ -61,20 +61,24 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
 
 
 def _page_text(page: PageObject, *, number: int, limits: Limits) -> str:
-    """The page's text layer; for a page without one (a scan), the text of its images, read by OCR."""
+    """The page's text layer; for a page without one, or with a garbage one over images (a scan), the text of
+    its images, read by OCR."""
     text = page.extract_text() or ""
-    if text.strip():
+    garbage = text_is_garbage(text)
+    if garbage and not (limits.ocr_languages and page.images):
+        logger.warning("page %d: its text layer is garbled and it has no image that OCR could read", number)
+    if text.strip() and not (garbage and limits.ocr_languages and page.images):
         return _tables_marked(page, text, number=number)
     if not limits.ocr_languages:
         return text
     try:
-        text = page_images_text(page, languages=limits.ocr_languages)
+        read = page_images_text(page, languages=limits.ocr_languages)
     except OcrUnavailable as exc:
-        logger.warning("page %d has no text layer and was not OCRed: %s", number, exc)
-        return ""
-    if not text.strip() and page.images:
+        logger.warning("page %d has no usable text layer and was not OCRed: %s", number, exc)
+        return text
+    if not read.strip() and page.images:
         logger.warning("page %d is an image whose text OCR could not read", number)
-    return text
+    return read if read.strip() else text
 
 
 def _tables_marked(page: PageObject, text: str, *, number: int) -> str:

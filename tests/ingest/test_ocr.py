@@ -6,11 +6,12 @@ import io
 import random
 
 import pytest
+from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
 from ingest.parsers import Limits, ParseError, parse
-from ingest.parsers.ocr import MIN_IMAGE_PIXELS, tesseract_path
+from ingest.parsers.ocr import MIN_IMAGE_PIXELS, tesseract_path, text_is_garbage
 from tests.ingest import files
 
 SCANNED = [
@@ -96,3 +97,48 @@ def test_a_page_of_noise_or_a_tiny_image_gives_no_text_and_no_error() -> None:
         image.save(out, "PDF", resolution=150.0)
         with pytest.raises(ParseError, match="No text could be extracted"):
             parse(out.getvalue(), filename="noise.pdf")
+
+
+# What a font without a Unicode map leaves in a text layer: symbols where the letters were.
+GARBLED = "¤¦¨ ©¬®¯ °±´¸ ×÷¤ ¦¨©¬ ®¯°"
+
+
+def _with_text_layer(scan: bytes, text: str) -> bytes:
+    """The scanned page with `text` drawn over it, as a broken OCR layer or font would put it there."""
+    overlay = FPDF()
+    overlay.set_font("Helvetica", size=12)
+    overlay.add_page()
+    overlay.multi_cell(0, 8, text)
+    writer = PdfWriter(clone_from=io.BytesIO(scan))
+    writer.pages[0].merge_page(PdfReader(io.BytesIO(bytes(overlay.output()))).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("text", "garbage"),
+    [
+        ("Hotels in London are refunded up to 180 EUR a night.", False),
+        ("Größe: 3 × 4 = 12 ± 0,5 mm; Übernachtung ≤ 180 €", False),
+        ("出張の宿泊費は一泊十八万円までです。", False),
+        ("| -5 | 4400k | 2100k | 1350k |", False),
+        (GARBLED, True),
+        ("\ufffd\ufffd\ue000\ue001 \ue002\ue003 ab", True),
+        ("", False),
+    ],
+)
+def test_a_text_layer_is_garbage_when_most_of_it_is_neither_letters_digits_nor_punctuation(
+    text: str, garbage: bool
+) -> None:
+    assert text_is_garbage(text) is garbage
+
+
+def test_a_scan_under_a_garbage_text_layer_is_read_by_ocr_and_a_real_text_layer_is_kept() -> None:
+    garbled = parse(_with_text_layer(scanned_pdf(SCANNED, degrees=0.0), GARBLED), filename="scan.pdf")
+    accuracy = character_accuracy(garbled.sections[0].text, " ".join(SCANNED))
+    assert accuracy >= MIN_CHARACTER_ACCURACY, (accuracy, garbled.sections[0].text)
+
+    layer = "The text layer a good scanner wrote over its own image."
+    kept = parse(_with_text_layer(scanned_pdf(SCANNED, degrees=0.0), layer), filename="scan.pdf")
+    assert kept.sections[0].text == layer
