@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    # django-ninja: its Swagger UI page from our own static files (api/), not from a CDN.
+    "ninja",
     "ops",
     "ingest",
     "search",
