@@ -17,11 +17,13 @@ django_application = get_asgi_application()
 
 
 def _question_while_retrieval_is_full(scope: dict[str, Any]) -> bool:
-    """A new question (the ask form's POST, a widget's question) while retrieval's queue is full."""
+    """A new question (the ask form's POST, a widget's or the API's) while retrieval's queue is full."""
     from search.retrieval_gate import retrieval_overloaded
 
     path = scope["path"]
-    asking = scope.get("method") == "POST" and (path == "/ask/" or path.startswith("/widget/"))
+    asking = scope.get("method") == "POST" and (
+        path in ("/ask/", "/api/v1/ask") or path.startswith("/widget/")
+    )
     return asking and retrieval_overloaded()
 
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import include, path
 
+from api.endpoints import api as api_v1
 from ops.views import login_throttled
 from ops.views import metrics as metrics_view
 
@@ -17,5 +18,7 @@ urlpatterns = [
     path("ops/", include(([path("status/", status.status, name="status")], "ops"))),
     path("ingest/", include("ingest.urls")),
     path("widget/", include("widget.urls")),
+    path("api/v1/", api_v1.urls),
+    path("api/", include("api.urls")),
     path("", include("search.urls")),
 ]

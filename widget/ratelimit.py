@@ -1,66 +1,23 @@
-"""Fixed-window rate limits in Redis, checked and counted for several windows in one atomic script."""
+"""The widget's rate limits: ops' fixed windows, under the widget's own keys and Redis."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from django.conf import settings
 
-WINDOW_S = 60
+from ops.ratelimit import Limit
+from ops.ratelimit import rate_limit_hit as _rate_limit_hit
+
+__all__ = ["KEY_PREFIX", "Limit", "rate_limit_hit"]
+
 KEY_PREFIX = "ragsite:widget:rate:"
-
-# Counts a hit in every window only if none is full; otherwise returns the longest wait in ms.
-# A window starts at its first hit and its counter expires with it, so no key outlives a minute.
-_HIT_SCRIPT = """
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 then ttl = tonumber(ARGV[1]) end
-    if ttl > wait then wait = ttl end
-  end
-end
-if wait > 0 then return wait end
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
-end
-return 0
-"""
-
-# One client per event loop: a connection belongs to the loop that opened it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class Limit:
-    name: str
-    per_window: int
 
 
 def _redis_url() -> str:
     return str(getattr(settings, "WIDGET_REDIS_URL", None) or settings.CELERY_BROKER_URL)
 
 
-def _client() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(_redis_url())
-        _clients[loop] = client
-    return client
-
-
 async def rate_limit_hit(*, limits: Sequence[Limit]) -> float | None:
     """Count one hit against every limit; None when allowed, else the seconds until it would be."""
-    keys = [KEY_PREFIX + limit.name for limit in limits]
-    args = [WINDOW_S * 1000, *(limit.per_window for limit in limits)]
-    wait_ms = int(await _client().eval(_HIT_SCRIPT, len(keys), *keys, *args))
-    if wait_ms <= 0:
-        return None
-    return max(1, math.ceil(wait_ms / 1000))
+    return await _rate_limit_hit(limits=limits, key_prefix=KEY_PREFIX, redis_url=_redis_url())

@@ -92,12 +92,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    # django-ninja: its Swagger UI page from our own static files (api/), not from a CDN.
+    "ninja",
     "ops",
     "ingest",
     "search",
     "evaluation",
     "widget",
     "retrievers",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -214,6 +217,11 @@ RAGSITE_RETRIEVAL_MAX_WAIT_S = env.float("RAGSITE_RETRIEVAL_MAX_WAIT_S", default
 WIDGET_TOKEN_MAX_TTL_S = env.int("WIDGET_TOKEN_MAX_TTL_S", default=3600)
 WIDGET_MAX_QUESTION_CHARS = env.int("WIDGET_MAX_QUESTION_CHARS", default=2000)
 WIDGET_REDIS_URL = env.str("WIDGET_REDIS_URL", default="")
+# The token API (/api/v1/): requests per minute a new token may make, the longest life a token may be given,
+# and the Redis of its rate limits (default: the broker's).
+RAGSITE_API_RATE_LIMIT = env.int("RAGSITE_API_RATE_LIMIT", default=60)
+RAGSITE_API_TOKEN_MAX_DAYS = env.int("RAGSITE_API_TOKEN_MAX_DAYS", default=365)
+RAGSITE_API_REDIS_URL = env.str("RAGSITE_API_REDIS_URL", default="")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
