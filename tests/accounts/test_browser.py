@@ -144,20 +144,35 @@ def test_a_group_removed_between_two_sign_ins_takes_the_collection_away(
     assert not User.objects.get(username="bob").groups.exists()
 
 
-def test_a_user_disabled_at_the_provider_loses_the_session_at_the_next_recheck(
-    page: Page, web: WebProcess, provider: OidcProviderProcess, handbook: Any
-) -> None:
+def _recheck_due(page: Page) -> None:
+    """Say in the browser's session that RAGSITE_OIDC_SESSION_RECHECK_S has passed since the last check."""
     from django.contrib.sessions.backends.db import SessionStore
 
-    provider.account_set("cy", email="cy@example.org", groups=["handbook-readers"])
-    sign_in(page, web, "cy")
-    provider.account_set("cy", email="cy@example.org", groups=["handbook-readers"], disabled=True)
-    # The recheck interval (RAGSITE_OIDC_SESSION_RECHECK_S) has passed: say so in the session itself.
     session_key = next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
     session = SessionStore(session_key=session_key)
     session["oidc_id_token_expiration"] = 0
     session.save()
 
+
+def test_a_recheck_maps_groups_afresh_and_ends_the_session_of_a_user_disabled_at_the_provider(
+    page: Page, web: WebProcess, provider: OidcProviderProcess, handbook: Any
+) -> None:
+    from django.contrib.auth.models import User
+
+    provider.account_set("cy", email="cy@example.org", groups=["handbook-readers"])
+    sign_in(page, web, "cy")
+    assert User.objects.get(username="cy").groups.filter(name="handbook-readers").exists()
+
+    # Still enabled: the silent recheck comes straight back, with the provider's groups of now.
+    provider.account_set("cy", email="cy@example.org", groups=[])
+    _recheck_due(page)
+    page.goto(f"{web.url}/?after=recheck")
+    page.wait_for_url(f"{web.url}/?after=recheck")
+    assert "Log out cy" in page.locator(".site-header").inner_text()
+    assert not User.objects.get(username="cy").groups.exists()
+
+    provider.account_set("cy", email="cy@example.org", groups=["handbook-readers"], disabled=True)
+    _recheck_due(page)
     page.goto(f"{web.url}/")
 
     page.locator("#sso-error").wait_for()
