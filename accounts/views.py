@@ -87,7 +87,10 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
         states = request.session.get("oidc_states") or {}
         state = request.GET.get("state", "")
         if request.GET.get("error"):
-            auth.logout(request)  # flushes the session, its states with it
+            # The answer to this browser's own sign-in or recheck ends the session (its states with it); a
+            # crafted link with no state of ours signs no one out.
+            if state in states:
+                auth.logout(request)
             description = request.GET.get("error_description") or request.GET["error"]
             return login_failed_response(
                 request,
@@ -99,8 +102,6 @@ class OidcCallbackView(OIDCAuthenticationCallbackView):
             )
         if state not in states:
             # Each state is used once and only by the browser that started the sign-in.
-            if request.user.is_authenticated:
-                auth.logout(request)
             return login_failed_response(
                 request,
                 OidcLoginError(

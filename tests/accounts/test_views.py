@@ -79,10 +79,13 @@ def test_a_replayed_state_is_refused(client: Client, sso: ForgingProvider) -> No
     sso.userinfo = {"sub": "alice"}
     assert client.get(f"/oidc/callback/?code=c&state={state}").status_code == 302
 
+    # The same callback URL again: in the browser that used it, and in another one that captured it.
     replayed = client.get(f"/oidc/callback/?code=c&state={state}")
+    elsewhere = Client()
+    stolen = elsewhere.get(f"/oidc/callback/?code=c&state={state}")
 
     assert replayed.status_code == 400 and b"used already" in replayed.content
-    assert "_auth_user_id" not in client.session
+    assert stolen.status_code == 400 and "_auth_user_id" not in elsewhere.session
     assert len(sso.token_requests) == 1
 
 
@@ -93,6 +96,16 @@ def test_a_state_started_in_another_browser_is_refused(client: Client, sso: Forg
 
     assert response.status_code == 400 and b'id="sso-error"' in response.content
     assert sso.token_requests == []
+
+
+def test_a_crafted_callback_link_signs_no_one_out(client: Client, sso: ForgingProvider) -> None:
+    make_user(username="demo")
+    client.post("/accounts/login/", {"username": "demo", "password": PASSWORD})
+
+    assert client.get("/oidc/callback/?error=login_required&state=made-up").status_code == 403
+    assert client.get("/oidc/callback/?code=c&state=made-up").status_code == 400
+
+    assert "_auth_user_id" in client.session
 
 
 def test_a_callback_without_code_or_state_is_a_readable_error(client: Client, sso: ForgingProvider) -> None:
