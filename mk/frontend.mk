@@ -1,5 +1,6 @@
 # Browser libraries: htmx and its SSE extension from the npm registry, pinned by package-lock.json, copied
-# into static/vendor/ (git-ignored). The pages load them from this server, never from a CDN.
+# into static/vendor/ (git-ignored). The pages load them from this server, never from a CDN. The same `npm ci`
+# installs oidc-provider, the real OpenID Connect provider the SSO tests run under Node (docs/sso.md).
 NPM ?= npm
 VENDOR_DIR := static/vendor
 VENDOR_FILES := $(VENDOR_DIR)/htmx.min.js $(VENDOR_DIR)/sse.js

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "widget",
     "retrievers",
     "api",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -113,6 +114,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "ops.middleware.RequestContextMiddleware",
+    # Rechecks single sign-on sessions with the provider (accounts/middleware.py); does nothing without SSO.
+    "accounts.middleware.OidcSessionRefresh",
 ]
 
 ROOT_URLCONF = "ragsite.urls"
@@ -154,6 +157,29 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Single sign-on with OpenID Connect (accounts/, docs/sso.md): off while RAGSITE_OIDC_ISSUER is empty. The
+# provider's endpoints come from its discovery document; the groups claim maps to Django groups (and so to
+# collections) at every login, only names starting with RAGSITE_OIDC_GROUPS_PREFIX. Signed-in sessions are
+# rechecked with the provider (prompt=none) after RAGSITE_OIDC_SESSION_RECHECK_S; RAGSITE_LOCAL_LOGIN=false
+# turns password login off (the demo admin's too).
+RAGSITE_OIDC_ISSUER = env.str("RAGSITE_OIDC_ISSUER", default="")
+RAGSITE_OIDC_PROVIDER_NAME = env.str("RAGSITE_OIDC_PROVIDER_NAME", default="single sign-on")
+RAGSITE_OIDC_GROUPS_CLAIM = env.str("RAGSITE_OIDC_GROUPS_CLAIM", default="groups")
+RAGSITE_OIDC_GROUPS_PREFIX = env.str("RAGSITE_OIDC_GROUPS_PREFIX", default="")
+RAGSITE_LOCAL_LOGIN = env.bool("RAGSITE_LOCAL_LOGIN", default=True)
+OIDC_RP_CLIENT_ID = env.str("RAGSITE_OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("RAGSITE_OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env.str("RAGSITE_OIDC_SCOPES", default="openid email profile groups")
+OIDC_RP_SIGN_ALGO = env.str("RAGSITE_OIDC_SIGN_ALGO", default="RS256")
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("RAGSITE_OIDC_SESSION_RECHECK_S", default=900)
+OIDC_TIMEOUT = env.float("RAGSITE_OIDC_TIMEOUT_S", default=10.0)
+OIDC_TOKEN_USE_BASIC_AUTH = env.bool("RAGSITE_OIDC_TOKEN_BASIC_AUTH", default=True)
+OIDC_USE_PKCE = True
+AUTHENTICATION_BACKENDS = [
+    *(["django.contrib.auth.backends.ModelBackend"] if RAGSITE_LOCAL_LOGIN else []),
+    "accounts.backends.OidcBackend",
+]
 
 # Uploads bigger than this are refused before they are stored.
 RAGSITE_MAX_UPLOAD_BYTES = env.int("RAGSITE_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
