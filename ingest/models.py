@@ -41,6 +41,8 @@ class Document(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # What the parser could not read in a document that was indexed (a page OCR could not read), one per line.
+    notes = models.TextField(blank=True)
     # The generation whose chunks are live; a re-ingest writes the next one, then drops this one.
     generation = models.PositiveIntegerField(default=0)
     uploaded_by = models.ForeignKey(

@@ -315,7 +315,7 @@ def document_ingest(*, document_id: int) -> None:
         # Chunks of a generation that never went live: a run that died half-way.
         Chunk.objects.filter(document_id=document_id, generation__gt=document.generation).delete()
         try:
-            drafts, title, content_type = _parse_and_chunk(document)
+            drafts, title, content_type, notes = _parse_and_chunk(document)
         except ParseError as exc:
             document_mark_failed(document_id=document_id, message=exc.message)
             return
@@ -325,6 +325,7 @@ def document_ingest(*, document_id: int) -> None:
             progress=10,
             title=_title_kept(document) or title,
             content_type=content_type,
+            notes="\n".join(notes),
         )
         generation = document.generation + 1
 
@@ -350,7 +351,7 @@ def _title_kept(document: Document) -> str:
     return document.title
 
 
-def _parse_and_chunk(document: Document) -> tuple[list[ChunkDraft], str, str]:
+def _parse_and_chunk(document: Document) -> tuple[list[ChunkDraft], str, str, list[str]]:
     try:
         with document.file.open("rb") as handle:
             data = handle.read()
@@ -361,7 +362,7 @@ def _parse_and_chunk(document: Document) -> tuple[list[ChunkDraft], str, str]:
         ) from None
     parsed = parse(data, filename=document.original_name, limits=_limits())
     drafts = chunk_document(parsed)
-    return drafts, parsed.title, parsed.content_type
+    return drafts, parsed.title, parsed.content_type, parsed.notes
 
 
 def chunks_embed_and_store(

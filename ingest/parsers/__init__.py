@@ -49,6 +49,8 @@ class ParsedDocument:
     title: str
     content_type: str
     sections: list[Section] = field(default_factory=list)
+    # What a person should know about parts that could not be read (a page OCR could not read), in words.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:

@@ -44,8 +44,9 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
                 f"The PDF has {len(reader.pages):,} pages; at most {limits.max_pages:,} are allowed. "
                 "Split it into smaller files."
             )
+        notes: list[str] = []
         sections = [
-            Section(text=_page_text(page, number=number, limits=limits), page=number)
+            Section(text=_page_text(page, number=number, limits=limits, notes=notes), page=number)
             for number, page in enumerate(reader.pages, start=1)
         ]
         title = _metadata_title(reader) or (_first_page_heading(reader.pages[0]) if reader.pages else "")
@@ -56,28 +57,43 @@ def parse(data: bytes, *, filename: str, limits: Limits) -> ParsedDocument:
     except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ParseError(_DAMAGED.format(detail=f"{type(exc).__name__}: {exc}"[:200])) from exc
     return ParsedDocument(
-        title=title or title_from_filename(filename), content_type="application/pdf", sections=sections
+        title=title or title_from_filename(filename),
+        content_type="application/pdf",
+        sections=sections,
+        notes=notes,
     )
 
 
-def _page_text(page: PageObject, *, number: int, limits: Limits) -> str:
+def _page_text(page: PageObject, *, number: int, limits: Limits, notes: list[str]) -> str:
     """The page's text layer; for a page without one, or with a garbage one over images (a scan), the text of
-    its images, read by OCR."""
+    its images, read by OCR. What could not be read is added to `notes`, in words for the documents page."""
     text = page.extract_text() or ""
     garbage = text_is_garbage(text)
     if garbage and not (limits.ocr_languages and page.images):
         logger.warning("page %d: its text layer is garbled and it has no image that OCR could read", number)
+        notes.append(
+            f"Page {number}: its text is garbled (a font without a character map) and cannot be searched. "
+            "Export the PDF again with fonts embedded, or print it to a new PDF."
+        )
     if text.strip() and not (garbage and limits.ocr_languages and page.images):
         return _tables_marked(page, text, number=number)
+    if not page.images:
+        return text
     if not limits.ocr_languages:
+        notes.append(f"Page {number}: a scan, not read because OCR is turned off (RAGSITE_OCR_LANGUAGES).")
         return text
     try:
         read = page_images_text(page, languages=limits.ocr_languages)
     except OcrUnavailable as exc:
         logger.warning("page %d has no usable text layer and was not OCRed: %s", number, exc)
+        notes.append(f"Page {number}: a scan, not read: {exc}")
         return text
-    if not read.strip() and page.images:
+    if not read.strip():
         logger.warning("page %d is an image whose text OCR could not read", number)
+        notes.append(
+            f"Page {number}: a scan whose text OCR could not read (too faint, too small or not text); "
+            "it cannot be searched. A cleaner scan at 300 dpi reads best."
+        )
     return read if read.strip() else text
 
 

@@ -142,3 +142,21 @@ def test_a_scan_under_a_garbage_text_layer_is_read_by_ocr_and_a_real_text_layer_
     layer = "The text layer a good scanner wrote over its own image."
     kept = parse(_with_text_layer(scanned_pdf(SCANNED, degrees=0.0), layer), filename="scan.pdf")
     assert kept.sections[0].text == layer
+
+
+def test_a_page_that_cannot_be_read_is_reported_in_words_and_the_rest_is_kept() -> None:
+    noise = io.BytesIO()
+    Image.effect_noise((800, 800), 120).convert("L").save(noise, "PDF", resolution=150.0)
+    writer = PdfWriter()
+    for data in (files.pdf_bytes(["A typed first page about travel."]), noise.getvalue()):
+        writer.add_page(PdfReader(io.BytesIO(data)).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+
+    parsed = parse(out.getvalue(), filename="mixed.pdf")
+    assert parsed.sections[0].text == "A typed first page about travel."
+    [note] = parsed.notes
+    assert note.startswith("Page 2: a scan whose text OCR could not read")
+
+    unread = parse(out.getvalue(), filename="mixed.pdf", limits=Limits(ocr_languages=""))
+    assert unread.notes == ["Page 2: a scan, not read because OCR is turned off (RAGSITE_OCR_LANGUAGES)."]

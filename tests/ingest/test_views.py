@@ -104,6 +104,15 @@ def test_rows_poll_while_the_document_is_in_progress_and_stop_when_done(client: 
     assert '<meta http-equiv="refresh" content="5">' in page  # polling without JavaScript too
 
 
+def test_a_ready_document_shows_what_could_not_be_read_in_it(client: Client, staff: User) -> None:
+    note = "Page 2: a scan whose text OCR could not read (too faint, too small or not text)"
+    ready = _document("ready", progress=100, notes=f"{note}\nPage 5: another")
+
+    row = client.get(f"/ingest/documents/{ready.id}/", headers={"HX-Request": "true"}).content.decode()
+
+    assert note in row and "Page 5: another" in row and "document-notes" in row
+
+
 def test_retry_from_the_row_queues_the_document_and_resumes_polling(
     client: Client, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
