@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -212,6 +213,14 @@ def source_sync(*, source_id: int) -> SyncRun | None:
             _sync(source, tally)
         except (ConnectorError, CredentialsUnreadable) as exc:
             _finish(source, tally, status=SyncRun.Status.FAILED, message=str(exc))
+        except SoftTimeLimitExceeded:
+            _finish(
+                source,
+                tally,
+                status=SyncRun.Status.FAILED,
+                message="The sync took longer than its time limit and was stopped; nothing was deleted. "
+                "Narrow the source with include/exclude patterns, or split it into several sources.",
+            )
         except Exception as exc:
             logger.exception("syncing source %s failed", source_id)
             _finish(
