@@ -28,6 +28,17 @@ DOCUMENT_EXTENSIONS = frozenset(
 DEFAULT_TIMEOUT_S = 600.0
 # The branch (or HEAD) fetched is kept under this ref of the cache repository.
 TIP_REF = "refs/ragsite/tip"
+_PASSED_THROUGH = (
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+)
 _ALLOWED_LOCATION = re.compile(r"^(https?://|ssh://|git://|file://|/|[\w.-]+@[\w.-]+:)")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[\w./-]+$")
 
@@ -77,6 +88,10 @@ class GitConnector:
             "GIT_CONFIG_NOSYSTEM": "1",
             "LC_ALL": "C",
         }
+        # A proxy and certificate authorities of the workers' own, where they have them.
+        for name in _PASSED_THROUGH:
+            if name in os.environ:
+                env[name] = os.environ[name]
         username = self.config.credentials.get("username", "")
         password = self.config.credentials.get("password", "") or self.config.credentials.get("token", "")
         if password:

@@ -10,6 +10,7 @@ import pytest
 from sources.connectors import ConnectorError, Found, SourceConfig
 from sources.connectors.git import GitConnector
 from tests.sources.conftest import Repository
+from tests.sources.git_http import git_http_server
 
 DOCS: dict[str, bytes | str] = {
     "README.md": "# Project\n\nThe project keeps its docs here.\n",
@@ -131,3 +132,32 @@ def test_an_empty_file_is_a_failed_item(repository: Repository, tmp_path: Path) 
     found = scan(config(repository, tmp_path))
     assert found["empty.md"].error == "empty.md is empty."
     assert found["full.md"].content == b"# Full\n\nText.\n"
+
+
+def test_an_https_style_repository_is_read_with_its_credentials_and_refused_without_them(
+    repository: Repository, tmp_path: Path
+) -> None:
+    repository.commit("docs", {"guide.md": "# Guide\n\nBehind a password.\n"})
+    with git_http_server(repository.path.parent, username="reader", password="s3cret") as base:
+        location = f"{base}/{repository.path.name}"
+        good = SourceConfig(
+            location=location,
+            credentials={"username": "reader", "password": "s3cret"},
+            cache_dir=str(tmp_path / "cache"),
+        )
+        assert scan(good)["guide.md"].content == b"# Guide\n\nBehind a password.\n"
+
+        for credentials in ({"username": "reader", "password": "wrong"}, {}):
+            refused = SourceConfig(location=location, credentials=credentials, cache_dir=str(tmp_path / "c2"))
+            with pytest.raises(
+                ConnectorError, match=r"refused the credentials .* Check the source's user name"
+            ):
+                scan(refused)
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    from ragsite.devstack import free_port
+
+    location = f"http://127.0.0.1:{free_port()}/repo"
+    with pytest.raises(ConnectorError, match="cannot be reached from the workers"):
+        scan(SourceConfig(location=location, cache_dir=str(tmp_path / "cache")))
