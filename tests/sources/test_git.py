@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -161,3 +162,16 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     location = f"http://127.0.0.1:{free_port()}/repo"
     with pytest.raises(ConnectorError, match="cannot be reached from the workers"):
         scan(SourceConfig(location=location, cache_dir=str(tmp_path / "cache")))
+
+
+def test_a_server_that_never_answers_fails_the_scan_at_the_timeout(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) and never answers
+    try:
+        location = f"http://127.0.0.1:{silent.getsockname()[1]}/repo"
+        config = SourceConfig(location=location, options={"timeout_s": 2}, cache_dir=str(tmp_path / "cache"))
+        with pytest.raises(ConnectorError, match=r"git fetch did not finish within 2 s\. Check that"):
+            scan(config)
+    finally:
+        silent.close()
