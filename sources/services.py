@@ -111,9 +111,14 @@ def source_config(*, source: Source) -> SourceConfig:
 
 
 def source_sync_queue(*, source: Source) -> None:
-    """Queue a sync of `source` once the current transaction commits (by hand, or by the schedule)."""
+    """Queue a sync of `source` once the current transaction commits (by hand, or by the schedule).
+
+    Raises SourceRefused for a disabled source.
+    """
     from .tasks import source_sync as source_sync_task
 
+    if not source.enabled:
+        raise SourceRefused(f"“{source}” is disabled; enable it in its settings to sync it.")
     Source.objects.filter(id=source.id).update(last_queued_at=timezone.now())
     queue = settings.RAGSITE_SOURCES_QUEUE
     source_id = source.id
