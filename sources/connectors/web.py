@@ -178,6 +178,7 @@ class _Crawl:
         self.yielded: set[str] = set()
         # Every URL this crawl fetched or saw redirected, found or gone: not "unreached" whatever it gave.
         self.reached: set[str] = set()
+        self.hashes: set[str] = set()
         # Why this crawl may have missed pages that exist (failures, the page limit), for the pages kept.
         self.incomplete: list[str] = []
 
@@ -280,6 +281,11 @@ class _Crawl:
         found = result.found
         if found is None or found.identity in self.yielded or not self.included(found.identity):
             return
+        if found.version.startswith("sha256:"):
+            # The same bytes at a second address ("/" and "/index.html") are one page, not a duplicate upload.
+            if found.version in self.hashes:
+                return
+            self.hashes.add(found.version)
         self.yielded.add(found.identity)
         yield found
 

@@ -90,6 +90,16 @@ def test_an_unchanged_html_page_is_fetched_for_its_links_but_not_sent_again(site
     assert versions(second) == first
 
 
+def test_the_same_page_at_two_addresses_is_one_item(site: Site) -> None:
+    small_site(site)
+    site.pages["/index.html"] = site.pages["/"]
+    site.pages["/a.html"] = Page(html("Page A", links=("/index.html",)))
+    found = scan(site)
+    assert f"{site.url}/" in found and f"{site.url}/index.html" not in found
+    again = scan(site, previous=versions(found))
+    assert set(again) == set(found)
+
+
 def test_a_redirected_page_is_known_by_where_it_ends(site: Site) -> None:
     small_site(site)
     site.pages["/"] = Page(html("Home", links=("/old.html", "/b.html")))
