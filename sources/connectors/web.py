@@ -276,7 +276,7 @@ class _Crawl:
 
     def take(self, result: _Fetched) -> Iterator[Found]:
         self.reached.update((result.url, result.identity))
-        if result.failure:
+        if result.failure and not self.sitemap_mode:  # a failed page hides its links (a sitemap lists all)
             self.incomplete.append(f"{result.identity or result.url} failed ({result.failure})")
         found = result.found
         if found is None or found.identity in self.yielded or not self.included(found.identity):

@@ -278,6 +278,13 @@ def test_a_sitemap_lists_the_pages_and_unchanged_ones_cost_a_304(site: Site) -> 
     assert second[f"{site.url}/b.html"].content is not None
     assert [request.status for request in site.requested("/a.html")] == [304]
 
+    # A failed page hides nothing in sitemap mode: a page the sitemap no longer lists is gone.
+    without_b = sitemap.replace(f"<url><loc>{site.url}/b.html</loc></url>", "")
+    site.pages["/sitemap.xml"] = Page(without_b.encode(), content_type="application/xml")
+    site.pages["/a.html"] = Page(b"down", status=500)
+    third = scan(site, previous=versions(second), location=f"{site.url}/sitemap.xml")
+    assert set(third) == {f"{site.url}/a.html"} and "HTTP 500" in third[f"{site.url}/a.html"].error
+
 
 def test_a_sitemap_index_names_sitemaps(site: Site) -> None:
     site.pages = {
