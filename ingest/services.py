@@ -112,8 +112,12 @@ def document_create(
     file: File,
     name: str,
     uploaded_by: User | AnonymousUser | None = None,
+    title: str = "",
 ) -> Document:
-    """Store an upload and queue its ingestion; raises DocumentRefused (or DocumentDuplicate) instead."""
+    """Store an upload and queue its ingestion; raises DocumentRefused (or DocumentDuplicate) instead.
+
+    A `title` given here is kept; without one the document's own (or its file name) is used.
+    """
     limit = settings.RAGSITE_MAX_UPLOAD_BYTES
     size = file.size or 0
     if size > limit:
@@ -132,6 +136,7 @@ def document_create(
     document = Document(
         collection=collection,
         original_name=name[:255],
+        title=title[:500],
         sha256=sha256,
         size=size,
         uploaded_by=user,
@@ -157,11 +162,68 @@ def document_create(
 
 
 def document_create_from_bytes(
-    *, collection: Collection, data: bytes, name: str, uploaded_by: User | None = None
+    *, collection: Collection, data: bytes, name: str, uploaded_by: User | None = None, title: str = ""
 ) -> Document:
     return document_create(
-        collection=collection, file=ContentFile(data, name=name), name=name, uploaded_by=uploaded_by
+        collection=collection,
+        file=ContentFile(data, name=name),
+        name=name,
+        uploaded_by=uploaded_by,
+        title=title,
     )
+
+
+def document_replace_content(*, document_id: int, data: bytes, name: str, title: str = "") -> bool:
+    """Give a document new content (its source changed) and queue it as its next generation; whether it was.
+
+    The content is checked as an upload's is (DocumentRefused, DocumentDuplicate); content equal to the
+    stored one changes nothing and returns False. The live chunks stay searchable until the new generation
+    replaces them. A document being indexed right now raises InvalidTransition: its run has read the old
+    file, so the caller tries again later.
+    """
+    limit = settings.RAGSITE_MAX_UPLOAD_BYTES
+    if len(data) > limit:
+        raise DocumentRefused(
+            f"“{name}” is {_size(len(data))}; the limit is {_size(limit)}. Split it into smaller files."
+        )
+    if not data:
+        raise DocumentRefused(f"“{name}” is empty.")
+    sha256 = hashlib.sha256(data).hexdigest()
+    with transaction.atomic():
+        document = Document.objects.select_for_update().select_related("collection").get(id=document_id)
+        if document.sha256 == sha256:
+            return False
+        if document.status in (Status.PARSING, Status.EMBEDDING):
+            raise InvalidTransition(f"“{document}” is being indexed; its new content is taken next time.")
+        existing = (
+            Document.objects.select_related("collection")
+            .filter(collection_id=document.collection_id, sha256=sha256)
+            .exclude(id=document.id)
+            .first()
+        )
+        if existing is not None:
+            raise DocumentDuplicate(_duplicate_message(name=name, existing=existing), existing=existing)
+        old_file, storage = document.file.name, document.file.storage
+        document.file.save(name, ContentFile(data, name=name), save=False)
+        document.original_name = name[:255]
+        # The source's title, or none: the new content's own title then replaces the old content's.
+        document.title = title[:500]
+        document.sha256 = sha256
+        document.size = len(data)
+        document.save(update_fields=["file", "original_name", "title", "sha256", "size", "updated_at"])
+        new_file = document.file.name
+        audit_record(
+            actor=None,
+            action="document.replace",
+            target=document,
+            details={"collection": document.collection.name, "size": len(data), "sha256": sha256},
+        )
+        if old_file and old_file != new_file:
+            transaction.on_commit(lambda: storage.delete(old_file))
+        # A queued document's run has not read its file yet: it reads the new one.
+        if document.status != Status.QUEUED:
+            _requeue(document, allowed=[Status.READY, Status.FAILED], action="re-indexed")
+    return True
 
 
 def _queue_ingest(document_id: int) -> None:

@@ -27,6 +27,16 @@ TASK_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 TASK_FAILURES = Counter("ragsite_task_failures_total", "Celery tasks that failed", ["task"])
+# Source syncs: items by outcome (seen, new, changed, deleted, failed) and each sync's duration, by kind.
+SOURCE_SYNC_ITEMS = Counter(
+    "ragsite_source_sync_items_total", "Items handled by source syncs, by outcome", ["kind", "outcome"]
+)
+SOURCE_SYNC_SECONDS = Histogram(
+    "ragsite_source_sync_seconds",
+    "Duration of a source sync",
+    ["kind"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+)
 
 QUEUES = ("default", "ingest", "reembed")
 

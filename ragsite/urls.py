@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("ops/", include(([path("status/", status.status, name="status")], "ops"))),
     path("ingest/", include("ingest.urls")),
+    path("sources/", include("sources.urls")),
     path("widget/", include("widget.urls")),
     path("", include("search.urls")),
 ]

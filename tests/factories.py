@@ -6,6 +6,7 @@ import factory
 from django.contrib.auth.models import Group, User
 
 from ingest.models import Collection
+from sources.models import Source
 
 
 class UserFactory(factory.django.DjangoModelFactory[User]):
@@ -36,3 +37,16 @@ class CollectionFactory(factory.django.DjangoModelFactory[Collection]):
 
     name = factory.Sequence(lambda n: f"Collection {n}")
     description = ""
+
+
+class SourceFactory(factory.django.DjangoModelFactory[Source]):
+    """A git source (`location` a repository path) syncing into a new collection, by hand only."""
+
+    class Meta:
+        model = Source
+
+    name = factory.Sequence(lambda n: f"Source {n}")
+    kind = "git"
+    location = "/nonexistent"
+    collection = factory.SubFactory(CollectionFactory)
+    schedule_minutes = 0

@@ -124,6 +124,32 @@ def start_worker(
     return worker
 
 
+def start_beat(
+    *, database_name: str, log_dir: Path, schedule: Path, extra_env: dict[str, str] | None = None
+) -> ServiceProcess:
+    """A real Celery beat process (the scheduler `make run` starts), against the test database."""
+    log_path = log_dir / f"beat-{uuid.uuid4().hex[:8]}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ragsite.settings.test",
+        "DATABASE_URL": database_url_for(database_name),
+        **(extra_env or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "ragsite",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(schedule),
+    ]
+    return ServiceProcess(process=_spawn(command, env=env, log_path=log_path), log_path=log_path)
+
+
 @dataclass
 class InferenceProcess(LoopbackServer):
     def wait_ready(self, timeout: float = 300) -> None:

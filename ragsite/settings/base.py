@@ -75,6 +75,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ROUTES = {
     "ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")},
     "retrievers.*": {"queue": env.str("RAGSITE_REEMBED_QUEUE", default="reembed")},
+    "sources.*": {"queue": env.str("RAGSITE_SOURCES_QUEUE", default="default")},
+}
+# Celery beat (a process `make run` starts) looks this often for sources whose sync is due.
+CELERY_BEAT_SCHEDULE = {
+    "sources-sync-due": {
+        "task": "sources.sources_sync_due",
+        "schedule": env.float("RAGSITE_SOURCES_DUE_CHECK_S", default=60.0),
+    },
 }
 
 INFERENCE_URL = env.str("INFERENCE_URL", default="http://127.0.0.1:8001")
@@ -98,6 +106,7 @@ INSTALLED_APPS = [
     "evaluation",
     "widget",
     "retrievers",
+    "sources",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +182,12 @@ RAGSITE_RETRIEVERS_DIR = env.path("RAGSITE_RETRIEVERS_DIR", default=str(DATA_DIR
 RAGSITE_REEMBED_QUEUE = env.str("RAGSITE_REEMBED_QUEUE", default="reembed")
 # Texts per call to the inference API while re-embedding chunks for a new retriever.
 RAGSITE_REEMBED_BATCH_SIZE = env.int("RAGSITE_REEMBED_BATCH_SIZE", default=64)
+# Sources (docs/sources.md): credentials are encrypted under a key derived from this (default: from
+# SECRET_KEY; changing either makes stored credentials unreadable); syncs run on this queue; connectors keep
+# their caches (a git source's fetched repository) here.
+RAGSITE_SOURCES_KEY = env.str("RAGSITE_SOURCES_KEY", default="")
+RAGSITE_SOURCES_QUEUE = env.str("RAGSITE_SOURCES_QUEUE", default="default")
+RAGSITE_SOURCES_CACHE_DIR = env.path("RAGSITE_SOURCES_CACHE_DIR", default=str(DATA_DIR / "sources"))
 # Every worker looks this often for documents whose run died with another worker (0: only at start).
 RAGSITE_STALLED_SWEEP_S = env.float("RAGSITE_STALLED_SWEEP_S", default=30.0)
 

@@ -35,6 +35,10 @@ class SourceConfig:
     exclude: tuple[str, ...] = ()
     # Per kind, e.g. {"branch": "main"} for git, {"max_pages": 500, "max_depth": 5} for a web site.
     options: Mapping[str, object] = field(default_factory=dict)
+    # Set by the sync engine: an item larger than this is reported as a failed item, never read into memory
+    # (0: no limit); a directory the connector may keep a cache in across syncs ("": none).
+    max_item_bytes: int = 0
+    cache_dir: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from tests.processes import database_url_for
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PROD = "ragsite.settings.prod"
-DJANGO_PROCESSES = ("web", "ingest", "reembed")
+DJANGO_PROCESSES = ("web", "ingest", "reembed", "beat")
 
 
 def procfile() -> dict[str, str]:

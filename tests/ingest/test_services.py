@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,54 @@ def test_delete_removes_the_chunks_and_the_file(
         services.document_delete(document=document)
     assert not Document.objects.exists() and not Chunk.objects.exists()
     assert not path.exists()
+
+
+def test_replacing_a_documents_content_queues_its_next_generation_and_keeps_the_live_one(
+    django_capture_on_commit_callbacks: Any, media_dir: Path
+) -> None:
+    document = _upload(CollectionFactory.create(), data=b"Old text.", name="page.txt")
+    Document.objects.filter(id=document.id).update(status="ready", generation=1, title="Old title")
+    _chunk(document, generation=1)
+    old_path = media_dir / document.file.name
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert services.document_replace_content(document_id=document.id, data=b"New text.", name="page.txt")
+
+    document.refresh_from_db()
+    assert (document.status, document.generation, document.size, document.title) == ("queued", 1, 9, "")
+    assert (media_dir / document.file.name).read_bytes() == b"New text."
+    assert Chunk.objects.get(document=document).generation == 1  # searchable until the new one is live
+    assert len(callbacks) == 2  # the old file's removal, and the ingestion
+    for callback in callbacks:
+        callback()
+    assert not old_path.exists()
+
+
+def test_replacing_a_documents_content_with_the_same_bytes_changes_nothing() -> None:
+    document = _upload(CollectionFactory.create(), data=b"Same text.", name="page.txt")
+    Document.objects.filter(id=document.id).update(status="ready", generation=1)
+    assert not services.document_replace_content(document_id=document.id, data=b"Same text.", name="page.txt")
+    document.refresh_from_db()
+    assert (document.status, document.generation) == ("ready", 1)
+
+
+def test_replacing_content_is_refused_while_indexing_and_as_upload_rules_say(settings: Any) -> None:
+    collection = CollectionFactory.create()
+    document = _upload(collection, data=b"One.", name="one.txt")
+    _upload(collection, data=b"Two.", name="two.txt")
+    Document.objects.filter(id=document.id).update(status="embedding")
+    with pytest.raises(services.InvalidTransition, match="is being indexed"):
+        services.document_replace_content(document_id=document.id, data=b"Three.", name="one.txt")
+    Document.objects.filter(id=document.id).update(status="ready")
+    with pytest.raises(services.DocumentDuplicate, match="the same content is already in"):
+        services.document_replace_content(document_id=document.id, data=b"Two.", name="one.txt")
+    with pytest.raises(services.DocumentRefused, match="is empty"):
+        services.document_replace_content(document_id=document.id, data=b"", name="one.txt")
+    settings.RAGSITE_MAX_UPLOAD_BYTES = 3
+    with pytest.raises(services.DocumentRefused, match="the limit is"):
+        services.document_replace_content(document_id=document.id, data=b"Three.", name="one.txt")
+    document.refresh_from_db()
+    assert (document.status, document.sha256) == ("ready", hashlib.sha256(b"One.").hexdigest())
 
 
 def test_retry_and_reindex_are_guarded_by_the_status() -> None:
