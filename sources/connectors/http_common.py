@@ -163,6 +163,11 @@ def float_option(options: Mapping[str, object], name: str, default: float) -> fl
     return number
 
 
+def capped(limit: int, engine_limit: int) -> int:
+    """A source's size limit, no higher than the sync engine's (`SourceConfig.max_item_bytes`, 0: none)."""
+    return min(limit, engine_limit) if engine_limit > 0 else limit
+
+
 def basic_auth(credentials: Mapping[str, str]) -> httpx.BasicAuth | None:
     username = credentials.get("username", "")
     if not username:

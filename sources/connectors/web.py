@@ -40,6 +40,7 @@ from sources.connectors.http_common import (
     ItemTooSlow,
     basic_auth,
     canonical_url,
+    capped,
     conditional_headers,
     content_hash_version,
     filename_for,
@@ -69,14 +70,15 @@ class _Options:
     max_bytes: int
 
     @classmethod
-    def of(cls, options: Mapping[str, object]) -> _Options:
+    def of(cls, config: SourceConfig) -> _Options:
+        options = config.options
         try:
             return cls(
                 max_pages=int_option(options, "max_pages", 1000),
                 max_depth=int_option(options, "max_depth", 10, minimum=0),
                 concurrency=min(int_option(options, "concurrency", 4), 16),
                 timeout_s=float_option(options, "timeout_s", 30.0),
-                max_bytes=int_option(options, "max_bytes", 50 * 2**20),
+                max_bytes=capped(int_option(options, "max_bytes", 50 * 2**20), config.max_item_bytes),
             )
         except ValueError as exc:
             raise ConnectorError(f"The web site's settings are wrong: {exc}.") from exc
@@ -109,7 +111,7 @@ class WebSiteConnector:
 
     def scan(self, *, previous: Mapping[str, str]) -> Iterator[Found]:
         self.notes = []
-        options = _Options.of(self.config.options)
+        options = _Options.of(self.config)
         start = canonical_url(self.config.location)
         parts = urlsplit(start)
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -26,6 +26,7 @@ from sources.connectors.http_common import (
     ItemTooLarge,
     ItemTooSlow,
     basic_auth,
+    capped,
     content_hash_version,
     float_option,
     int_option,
@@ -82,7 +83,9 @@ class WebDavConnector:
         self.notes = []
         try:
             timeout_s = float_option(self.config.options, "timeout_s", 60.0)
-            max_bytes = int_option(self.config.options, "max_bytes", 200 * 2**20)
+            max_bytes = capped(
+                int_option(self.config.options, "max_bytes", 200 * 2**20), self.config.max_item_bytes
+            )
         except ValueError as exc:
             raise ConnectorError(f"The WebDAV source's settings are wrong: {exc}.") from exc
         location = self.config.location.strip()
