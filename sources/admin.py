@@ -75,9 +75,14 @@ class SourceAdmin(admin.ModelAdmin):
     def sync_now(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
         count = 0
         for source in queryset:
-            services.source_sync_queue(source=source)
-            count += 1
-        self.message_user(request, f"{count} sync(s) queued.", messages.SUCCESS)
+            try:
+                services.source_sync_queue(source=source)
+            except services.SourceRefused as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                count += 1
+        if count:
+            self.message_user(request, f"{count} sync(s) queued.", messages.SUCCESS)
 
 
 @admin.register(SyncRun)

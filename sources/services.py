@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -110,9 +111,14 @@ def source_config(*, source: Source) -> SourceConfig:
 
 
 def source_sync_queue(*, source: Source) -> None:
-    """Queue a sync of `source` once the current transaction commits (by hand, or by the schedule)."""
+    """Queue a sync of `source` once the current transaction commits (by hand, or by the schedule).
+
+    Raises SourceRefused for a disabled source.
+    """
     from .tasks import source_sync as source_sync_task
 
+    if not source.enabled:
+        raise SourceRefused(f"“{source}” is disabled; enable it in its settings to sync it.")
     Source.objects.filter(id=source.id).update(last_queued_at=timezone.now())
     queue = settings.RAGSITE_SOURCES_QUEUE
     source_id = source.id
@@ -214,6 +220,14 @@ def source_sync(*, source_id: int) -> SyncRun | None:
             _sync(source, tally)
         except (ConnectorError, CredentialsUnreadable) as exc:
             _finish(source, tally, status=SyncRun.Status.FAILED, message=str(exc))
+        except SoftTimeLimitExceeded:
+            _finish(
+                source,
+                tally,
+                status=SyncRun.Status.FAILED,
+                message="The sync took longer than its time limit and was stopped; nothing was deleted. "
+                "Narrow the source with include/exclude patterns, or split it into several sources.",
+            )
         except Exception as exc:
             logger.exception("syncing source %s failed", source_id)
             _finish(

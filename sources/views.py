@@ -77,10 +77,14 @@ def source_sync(request: HttpRequest, source_id: int) -> HttpResponse:
     source = selectors.source_get_for_user(user=request.user, source_id=source_id, action="change")
     if source is None:
         raise Http404("No such source.")
-    services.source_sync_queue(source=source)
-    if request.htmx:  # type: ignore[attr-defined]
-        response = _render_row(request, source_id)
-        response["HX-Trigger"] = "sync-queued"
-        return response
-    messages.success(request, f"A sync of “{source}” is queued.")
+    try:
+        services.source_sync_queue(source=source)
+    except services.SourceRefused as exc:
+        if request.htmx:  # type: ignore[attr-defined]
+            return HttpResponse(str(exc), status=409)
+        messages.error(request, str(exc))
+    else:
+        if request.htmx:  # type: ignore[attr-defined]
+            return _render_row(request, source_id)
+        messages.success(request, f"A sync of “{source}” is queued.")
     return redirect(reverse("sources:list"))

@@ -9,9 +9,11 @@ from its listed size, never read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -28,6 +30,17 @@ DOCUMENT_EXTENSIONS = frozenset(
 DEFAULT_TIMEOUT_S = 600.0
 # The branch (or HEAD) fetched is kept under this ref of the cache repository.
 TIP_REF = "refs/ragsite/tip"
+_PASSED_THROUGH = (
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+)
 _ALLOWED_LOCATION = re.compile(r"^(https?://|ssh://|git://|file://|/|[\w.-]+@[\w.-]+:)")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[\w./-]+$")
 
@@ -77,6 +90,10 @@ class GitConnector:
             "GIT_CONFIG_NOSYSTEM": "1",
             "LC_ALL": "C",
         }
+        # A proxy and certificate authorities of the workers' own, where they have them.
+        for name in _PASSED_THROUGH:
+            if name in os.environ:
+                env[name] = os.environ[name]
         username = self.config.credentials.get("username", "")
         password = self.config.credentials.get("password", "") or self.config.credentials.get("token", "")
         if password:
@@ -91,27 +108,34 @@ class GitConnector:
         return env
 
     def _git(self, *args: str, cwd: Path | None = None, what: str) -> bytes:
+        """Run git in a process group of its own, killed whole (its transport helpers too) at the timeout."""
         try:
-            result = subprocess.run(
+            process = subprocess.Popen(
                 ["git", *args],
                 cwd=cwd,
                 env=self._env(),
-                capture_output=True,
-                timeout=self.timeout_s,
-                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
-        except subprocess.TimeoutExpired:
-            raise ConnectorError(
-                f"git {what} did not finish within {self.timeout_s:.0f} s. Check that {self.location} is "
-                "reachable from the workers, or raise the source's timeout_s option."
-            ) from None
         except FileNotFoundError:
             raise ConnectorError(
                 "The git program is not installed on the workers (apt-get install git)."
             ) from None
-        if result.returncode != 0:
-            raise ConnectorError(self._explain(what, result.stderr.decode(errors="replace")))
-        return result.stdout
+        try:
+            stdout, stderr = process.communicate(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise ConnectorError(
+                f"git {what} did not finish within {self.timeout_s:.0f} s. Check that {self.location} is "
+                "reachable from the workers, or raise the source's timeout_s option."
+            ) from None
+        if process.returncode != 0:
+            raise ConnectorError(self._explain(what, stderr.decode(errors="replace")))
+        return stdout
 
     def _explain(self, what: str, stderr: str) -> str:
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]

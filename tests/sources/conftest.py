@@ -93,15 +93,23 @@ def sources_worker(
     media_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerProcess]:
-    """A real Celery worker on the private sources and ingest queues, embedding through the inference API."""
+    """A real Celery worker on the private sources and ingest queues, embedding through the inference API;
+    its metrics on a port."""
+    from ragsite.devstack import free_port
+
+    port = free_port()
     worker = start_worker(
         database_name=test_database_name,
         log_dir=logs_dir,
         queues=f"{SOURCES_QUEUE},{INGEST_QUEUE}",
         concurrency=2,
-        extra_env=sources_worker_env(
-            inference=embedding_server, media=media_dir, cache=tmp_path_factory.mktemp("worker-cache")
-        ),
+        extra_env={
+            **sources_worker_env(
+                inference=embedding_server, media=media_dir, cache=tmp_path_factory.mktemp("worker-cache")
+            ),
+            "RAGSITE_WORKER_METRICS_PORT": str(port),
+        },
     )
+    worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield worker
     worker.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from sources.connectors import ConnectorError, Found, SourceConfig
 from sources.connectors.git import GitConnector
 from tests.sources.conftest import Repository
+from tests.sources.git_http import git_http_server
 
 DOCS: dict[str, bytes | str] = {
     "README.md": "# Project\n\nThe project keeps its docs here.\n",
@@ -131,3 +133,45 @@ def test_an_empty_file_is_a_failed_item(repository: Repository, tmp_path: Path) 
     found = scan(config(repository, tmp_path))
     assert found["empty.md"].error == "empty.md is empty."
     assert found["full.md"].content == b"# Full\n\nText.\n"
+
+
+def test_an_https_style_repository_is_read_with_its_credentials_and_refused_without_them(
+    repository: Repository, tmp_path: Path
+) -> None:
+    repository.commit("docs", {"guide.md": "# Guide\n\nBehind a password.\n"})
+    with git_http_server(repository.path.parent, username="reader", password="s3cret") as base:
+        location = f"{base}/{repository.path.name}"
+        good = SourceConfig(
+            location=location,
+            credentials={"username": "reader", "password": "s3cret"},
+            cache_dir=str(tmp_path / "cache"),
+        )
+        assert scan(good)["guide.md"].content == b"# Guide\n\nBehind a password.\n"
+
+        for credentials in ({"username": "reader", "password": "wrong"}, {}):
+            refused = SourceConfig(location=location, credentials=credentials, cache_dir=str(tmp_path / "c2"))
+            with pytest.raises(
+                ConnectorError, match=r"refused the credentials .* Check the source's user name"
+            ):
+                scan(refused)
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    from ragsite.devstack import free_port
+
+    location = f"http://127.0.0.1:{free_port()}/repo"
+    with pytest.raises(ConnectorError, match="cannot be reached from the workers"):
+        scan(SourceConfig(location=location, cache_dir=str(tmp_path / "cache")))
+
+
+def test_a_server_that_never_answers_fails_the_scan_at_the_timeout(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) and never answers
+    try:
+        location = f"http://127.0.0.1:{silent.getsockname()[1]}/repo"
+        config = SourceConfig(location=location, options={"timeout_s": 2}, cache_dir=str(tmp_path / "cache"))
+        with pytest.raises(ConnectorError, match=r"git fetch did not finish within 2 s\. Check that"):
+            scan(config)
+    finally:
+        silent.close()

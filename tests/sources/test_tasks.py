@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ingest.models import Document
@@ -33,6 +35,10 @@ def test_a_sync_queued_by_hand_runs_on_the_worker(
         worker=sources_worker,
     )
     assert Document.objects.get(collection=source.collection).status == "ready"
+    assert sources_worker.metrics_url is not None
+    metrics = httpx.get(sources_worker.metrics_url, timeout=10).text
+    assert re.search(r'ragsite_source_sync_items_total\{kind="git",outcome="new"\} [1-9]', metrics)
+    assert 'ragsite_source_sync_seconds_count{kind="git"}' in metrics
 
 
 def test_celery_beat_queues_the_syncs_of_due_sources(

@@ -131,6 +131,16 @@ def test_syncing_needs_the_change_permission(client: Client) -> None:
     assert client.post(f"/sources/{other.id}/sync").status_code == 404
 
 
+@pytest.mark.django_db
+def test_a_disabled_source_is_not_synced_and_the_page_says_why(client: Client) -> None:
+    client.force_login(_editor("view", "change"))
+    source = SourceFactory.create(collection=_collection(), enabled=False)
+    response = client.post(f"/sources/{source.id}/sync", HTTP_HX_REQUEST="true")
+    assert response.status_code == 409
+    assert response.content.decode() == f"“{source.name}” is disabled; enable it in its settings to sync it."
+    assert Source.objects.get(id=source.id).last_queued_at is None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_form_adds_a_source_with_encrypted_credentials_and_queues_its_first_sync(
     client: Client, sources_worker: WorkerProcess, repository: Repository
