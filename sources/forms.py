@@ -28,7 +28,8 @@ class SourceForm(forms.Form):
     options = forms.CharField(
         required=False,
         initial="{}",
-        help_text='JSON, per kind: {"branch": "main"} for git.',
+        help_text='JSON, per kind: {"branch": "main"} for git, {"max_pages": 500} for a web site '
+        "(docs/connectors.md).",
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     username = forms.CharField(required=False, max_length=500)

@@ -163,6 +163,8 @@ class _Tally:
     deleted: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
+    # What the connector noted that is no item's failure (a web site stopped at its page limit).
+    notes: list[str] = field(default_factory=list)
     written_at: float = 0.0
 
     def fail(self, message: str) -> None:
@@ -172,9 +174,9 @@ class _Tally:
 
     def message(self) -> str:
         if not self.failed:
-            return ""
+            return "\n".join(self.notes)
         more = self.failed - len(self.failures)
-        return "\n".join(self.failures + ([f"… and {more} more."] if more > 0 else []))
+        return "\n".join(self.notes + self.failures + ([f"… and {more} more."] if more > 0 else []))
 
     def write(self, *, force: bool = False, **fields: Any) -> None:
         now = time.monotonic()
@@ -262,6 +264,8 @@ def _sync(source: Source, tally: _Tally) -> None:
         tally.seen += 1
         _sync_item(source, tally, found, items.get(found.identity))
         tally.write()
+    # Connectors may say more than their items do (docs/connectors.md): shown with the run's message.
+    tally.notes = [str(note) for note in getattr(connector, "notes", [])]
     # The scan finished: what it did not yield is gone from the source.
     for identity, item in items.items():
         if identity in seen:

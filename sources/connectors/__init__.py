@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from .base import Connector, ConnectorError, Found, SourceConfig
 from .git import GitConnector
+from .web import WebSiteConnector
+from .webdav import WebDavConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
     GitConnector.kind: GitConnector,
+    WebSiteConnector.kind: WebSiteConnector,
+    WebDavConnector.kind: WebDavConnector,
 }
 
 LABELS: dict[str, str] = {
     GitConnector.kind: "Git repository",
+    WebSiteConnector.kind: "Web site",
+    WebDavConnector.kind: "WebDAV folder",
 }
 
 
