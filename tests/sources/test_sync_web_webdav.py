@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sources.models import Source, SourceItem, SyncRun
 
 from ingest.models import Document
 from sources import services
+from sources.models import Source, SourceItem, SyncRun
 from tests.factories import SourceFactory
 from tests.ingest.conftest import wait_until_done
 from tests.processes import WorkerProcess
