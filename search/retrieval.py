@@ -28,6 +28,18 @@ EMBEDDING_COLUMNS = ("embedding", "embedding_b")
 # Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023). The weight of the dense side is
 # Weaviate's default hybrid alpha, not fitted here; docs/retrieval.md has the evaluation of both fusions.
 DEFAULT_DENSE_WEIGHT = 0.75
+# The keyword side's weight follows its evidence for this question: 1 - DEFAULT_DENSE_WEIGHT when its best
+# passage holds every word of the question that the index knows (all of its IDF mass), less in proportion
+# as the best passage holds less of that mass. A question whose rare words no passage holds gives full text
+# nothing to stand on, so its noisy ranking should not move the dense one (a query-performance predictor
+# in the sense of Cronen-Townsend et al., SIGIR 2002, and Shtok et al., TOIS 2012, used as a fusion weight
+# as in Bruch et al.'s convex fusion); docs/retrieval.md has the evaluation.
+#
+# A chunk's dense score is the mean of its own similarity and its document's opening's (the document's
+# first chunk, whose vector is already stored): a passage in a document about the question outranks one
+# that only shares words with it, and a long document no longer wins by having more chunks to try
+# (passage and document evidence combined, as in Callan, SIGIR 1994, and Dai & Callan's FirstP, SIGIR 2019).
+# The two are weighed equally: neither is known to be the better evidence.
 # Each retriever contributes this many candidates (at least k) to the fusion.
 DEFAULT_CANDIDATES = 50
 # The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
@@ -78,18 +90,36 @@ def _live_chunk_filter(alias: str) -> str:
         )"""
 
 
+def _document_aware_distance(alias: str, column: str, own: str) -> str:
+    """The distance of chunk `alias` blended with its document opening's: the mean of the two.
+
+    `own` is the chunk's own distance. The opening is the chunk of ordinal 0 of the same generation (an
+    index lookup on chunk_unique_position); the opening itself, or a chunk whose opening has no vector in
+    this slot yet, keeps its own distance.
+    """
+    return f"""({own} + COALESCE((
+            SELECT o.{column} <=> %(embedding)s::vector FROM {Chunk._meta.db_table} o
+            WHERE o.document_id = {alias}.document_id AND o.generation = {alias}.generation AND o.ordinal = 0
+        ), {own})) / 2"""
+
+
 def _dense_cte(column: str) -> str:
+    # The HNSW scan finds the chunks nearest the question; each is then scored with its document's opening.
     # relaxed_order may return rows slightly out of order: re-rank the materialised candidates exactly.
+    table = Chunk._meta.db_table
     return f"""
     dense AS MATERIALIZED (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank
         FROM (
-            SELECT c.id, c.{column} <=> %(embedding)s::vector AS distance
-            FROM {Chunk._meta.db_table} c
-            WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
-            ORDER BY c.{column} <=> %(embedding)s::vector
-            LIMIT %(candidates)s
-        ) nearest
+            SELECT nearest.id, {_document_aware_distance("nearest", column, "nearest.distance")} AS distance
+            FROM (
+                SELECT c.id, c.document_id, c.generation, c.{column} <=> %(embedding)s::vector AS distance
+                FROM {table} c
+                WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
+                ORDER BY c.{column} <=> %(embedding)s::vector
+                LIMIT %(candidates)s
+            ) nearest
+        ) blended
     )"""
 
 
@@ -220,7 +250,10 @@ def _ranked_cte(mode: Mode, column: str) -> str:
             -- A dense candidate's distance is at hand; only a keyword-only one is measured here.
             SELECT
                 candidates.id,
-                COALESCE(dense.distance, c.{column} <=> %(embedding)s::vector) AS distance,
+                COALESCE(
+                    dense.distance,
+                    {_document_aware_distance("c", column, f"(c.{column} <=> %(embedding)s::vector)")}
+                ) AS distance,
                 keyword.rank AS keyword_rank,
                 keyword.score AS keyword_score
             FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates
@@ -234,14 +267,25 @@ def _ranked_cte(mode: Mode, column: str) -> str:
             (SELECT max(score) FROM keyword) AS keyword_high
         FROM dense
     ),
+    evidence AS (
+        -- The share of the question's IDF mass that full text's best passage holds (0 when none matched).
+        SELECT (1 - %(dense_weight)s) * COALESCE(
+            sum(l.idf) FILTER (WHERE best.search_vector @@ l.query) / NULLIF(sum(l.idf), 0), 0
+        ) AS keyword_weight
+        FROM lexemes l
+        LEFT JOIN (
+            SELECT c.search_vector FROM keyword JOIN {Chunk._meta.db_table} c ON c.id = keyword.id
+            WHERE keyword.rank = 1
+        ) best ON true
+    ),
     ranked AS (
         SELECT id, dense_rank, keyword_rank,
-            %(dense_weight)s * CASE
+            (1 - keyword_weight) * CASE
                 WHEN high > low THEN LEAST(GREATEST((similarity - low) / (high - low), 0), 1)
                 WHEN similarity >= low THEN 1 ELSE 0
             END
-            + (1 - %(dense_weight)s) * COALESCE(keyword_score / NULLIF(keyword_high, 0), 0) AS score
-        FROM fused, bounds
+            + keyword_weight * COALESCE(keyword_score / NULLIF(keyword_high, 0), 0) AS score
+        FROM fused, bounds, evidence
         ORDER BY score DESC, dense_rank, id
         LIMIT %(k)s
     )"""
