@@ -28,18 +28,6 @@ EMBEDDING_COLUMNS = ("embedding", "embedding_b")
 # Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023). The weight of the dense side is
 # Weaviate's default hybrid alpha, not fitted here; docs/retrieval.md has the evaluation of both fusions.
 DEFAULT_DENSE_WEIGHT = 0.75
-# The keyword side's weight follows its evidence for this question: 1 - DEFAULT_DENSE_WEIGHT when its best
-# passage holds every word of the question that the index knows (all of its IDF mass), less in proportion
-# as the best passage holds less of that mass. A question whose rare words no passage holds gives full text
-# nothing to stand on, so its noisy ranking should not move the dense one (a query-performance predictor
-# in the sense of Cronen-Townsend et al., SIGIR 2002, and Shtok et al., TOIS 2012, used as a fusion weight
-# as in Bruch et al.'s convex fusion); docs/retrieval.md has the evaluation.
-#
-# A chunk's dense score is the mean of its own similarity and its document's opening's (the document's
-# first chunk, whose vector is already stored): a passage in a document about the question outranks one
-# that only shares words with it, and a long document no longer wins by having more chunks to try
-# (passage and document evidence combined, as in Callan, SIGIR 1994, and Dai & Callan's FirstP, SIGIR 2019).
-# The two are weighed equally: neither is known to be the better evidence.
 # Each retriever contributes this many candidates (at least k) to the fusion.
 DEFAULT_CANDIDATES = 50
 # The HNSW candidate list; >= the candidates asked for. With iterative scans a selective filter makes the
@@ -92,6 +80,13 @@ def _live_chunk_filter(alias: str) -> str:
 
 def _document_aware_distance(alias: str, column: str, own: str) -> str:
     """The distance of chunk `alias` blended with its document opening's: the mean of the two.
+
+    A passage in a document about the question then outranks one that only lies near it in a document about
+    something else, and a long document no longer wins by having more chunks to try: passage and document
+    evidence combined, as in Callan ("Passage-level evidence in document retrieval", SIGIR 1994) and Dai &
+    Callan's FirstP (SIGIR 2019). The document's evidence is its opening, the chunk whose vector ingestion
+    already made and that carries its title or first lines; the two are weighed equally, as neither is
+    known to be the better evidence (docs/retrieval.md has the variants measured).
 
     `own` is the chunk's own distance. The opening is the chunk of ordinal 0 of the same generation (an
     index lookup on chunk_unique_position); the opening itself, or a chunk whose opening has no vector in
@@ -267,25 +262,14 @@ def _ranked_cte(mode: Mode, column: str) -> str:
             (SELECT max(score) FROM keyword) AS keyword_high
         FROM dense
     ),
-    evidence AS (
-        -- The share of the question's IDF mass that full text's best passage holds (0 when none matched).
-        SELECT (1 - %(dense_weight)s) * COALESCE(
-            sum(l.idf) FILTER (WHERE best.search_vector @@ l.query) / NULLIF(sum(l.idf), 0), 0
-        ) AS keyword_weight
-        FROM lexemes l
-        LEFT JOIN (
-            SELECT c.search_vector FROM keyword JOIN {Chunk._meta.db_table} c ON c.id = keyword.id
-            WHERE keyword.rank = 1
-        ) best ON true
-    ),
     ranked AS (
         SELECT id, dense_rank, keyword_rank,
-            (1 - keyword_weight) * CASE
+            %(dense_weight)s * CASE
                 WHEN high > low THEN LEAST(GREATEST((similarity - low) / (high - low), 0), 1)
                 WHEN similarity >= low THEN 1 ELSE 0
             END
-            + keyword_weight * COALESCE(keyword_score / NULLIF(keyword_high, 0), 0) AS score
-        FROM fused, bounds, evidence
+            + (1 - %(dense_weight)s) * COALESCE(keyword_score / NULLIF(keyword_high, 0), 0) AS score
+        FROM fused, bounds
         ORDER BY score DESC, dense_rank, id
         LIMIT %(k)s
     )"""

@@ -315,49 +315,6 @@ def test_hybrid_dense_weight_moves_between_keyword_and_dense_order() -> None:
         search(dense_weight=1.5)
 
 
-def test_hybrid_keyword_weight_follows_the_share_of_the_question_its_best_passage_holds() -> None:
-    """Full text weighs 1 - DEFAULT_DENSE_WEIGHT when its best passage holds all of the question's IDF
-    mass, and that times the share it holds otherwise: here half, since each word is in one passage."""
-    collection = make_collection()
-    # Unrelated chunks elsewhere, so that neither word is common (held by over a tenth of all chunks).
-    filler = make_document(make_collection())
-    for n in range(20):
-        add_chunk(filler, f"canteen menu {n}", basis(8))
-    dense_only = add_chunk(make_document(collection), "where to leave your car", at_cosine(0.9))
-    parking = add_chunk(make_document(collection), "parking", at_cosine(0.3, away=4))
-    permits = add_chunk(make_document(collection), "permits", at_cosine(0.2, away=5))
-    search = partial(
-        chunk_search, collection_ids=[collection.id], query="parking permits", query_embedding=basis(2)
-    )
-    similarity = {r.chunk_id: r.score for r in search(mode="dense")}
-    keyword_score = {r.chunk_id: r.score for r in search(mode="keyword")}
-    assert set(keyword_score) == {parking.id, permits.id}
-
-    results = search(mode="hybrid")
-
-    low, high = min(similarity.values()), max(similarity.values())
-    weight = 0.25 * 0.5
-    expected = {
-        chunk_id: (1 - weight) * (similarity[chunk_id] - low) / (high - low)
-        + weight * keyword_score.get(chunk_id, 0.0) / max(keyword_score.values())
-        for chunk_id in similarity
-    }
-    assert {r.chunk_id: r.score for r in results} == pytest.approx(expected)
-    assert results[0].chunk_id == dense_only.id
-
-
-def test_hybrid_keyword_side_weighs_nothing_when_no_passage_holds_a_word_of_the_question() -> None:
-    collection = make_collection()
-    near = add_chunk(make_document(collection), "where to leave your car", at_cosine(0.9))
-    far = add_chunk(make_document(collection), "bicycle sheds", at_cosine(0.1))
-
-    results = chunk_search(
-        collection_ids=[collection.id], query="parking permits", query_embedding=basis(2), mode="hybrid"
-    )
-
-    assert [(r.chunk_id, r.score) for r in results] == [(near.id, 1.0), (far.id, 0.0)]
-
-
 # Document-aware ranking
 
 
