@@ -78,18 +78,43 @@ def _live_chunk_filter(alias: str) -> str:
         )"""
 
 
+def _document_aware_distance(alias: str, column: str, own: str) -> str:
+    """The distance of chunk `alias` blended with its document opening's: the mean of the two.
+
+    A passage in a document about the question then outranks one that only lies near it in a document about
+    something else, and a long document no longer wins by having more chunks to try: passage and document
+    evidence combined, as in Callan ("Passage-level evidence in document retrieval", SIGIR 1994) and Dai &
+    Callan's FirstP (SIGIR 2019). The document's evidence is its opening, the chunk whose vector ingestion
+    already made and that carries its title or first lines; the two are weighed equally, as neither is
+    known to be the better evidence (docs/retrieval.md has the variants measured).
+
+    `own` is the chunk's own distance. The opening is the chunk of ordinal 0 of the same generation (an
+    index lookup on chunk_unique_position); the opening itself, or a chunk whose opening has no vector in
+    this slot yet, keeps its own distance.
+    """
+    return f"""({own} + COALESCE((
+            SELECT o.{column} <=> %(embedding)s::vector FROM {Chunk._meta.db_table} o
+            WHERE o.document_id = {alias}.document_id AND o.generation = {alias}.generation AND o.ordinal = 0
+        ), {own})) / 2"""
+
+
 def _dense_cte(column: str) -> str:
+    # The HNSW scan finds the chunks nearest the question; each is then scored with its document's opening.
     # relaxed_order may return rows slightly out of order: re-rank the materialised candidates exactly.
+    table = Chunk._meta.db_table
     return f"""
     dense AS MATERIALIZED (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank
         FROM (
-            SELECT c.id, c.{column} <=> %(embedding)s::vector AS distance
-            FROM {Chunk._meta.db_table} c
-            WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
-            ORDER BY c.{column} <=> %(embedding)s::vector
-            LIMIT %(candidates)s
-        ) nearest
+            SELECT nearest.id, {_document_aware_distance("nearest", column, "nearest.distance")} AS distance
+            FROM (
+                SELECT c.id, c.document_id, c.generation, c.{column} <=> %(embedding)s::vector AS distance
+                FROM {table} c
+                WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
+                ORDER BY c.{column} <=> %(embedding)s::vector
+                LIMIT %(candidates)s
+            ) nearest
+        ) blended
     )"""
 
 
@@ -220,7 +245,10 @@ def _ranked_cte(mode: Mode, column: str) -> str:
             -- A dense candidate's distance is at hand; only a keyword-only one is measured here.
             SELECT
                 candidates.id,
-                COALESCE(dense.distance, c.{column} <=> %(embedding)s::vector) AS distance,
+                COALESCE(
+                    dense.distance,
+                    {_document_aware_distance("c", column, f"(c.{column} <=> %(embedding)s::vector)")}
+                ) AS distance,
                 keyword.rank AS keyword_rank,
                 keyword.score AS keyword_score
             FROM (SELECT id FROM dense UNION SELECT id FROM keyword) candidates

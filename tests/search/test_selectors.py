@@ -57,8 +57,10 @@ def add_chunk(
     *,
     generation: int | None = None,
     heading_path: str = "",
+    ordinal: int | None = None,
 ) -> Chunk:
-    ordinal = Chunk.objects.filter(document=document).count()
+    if ordinal is None:
+        ordinal = Chunk.objects.filter(document=document).count()
     return Chunk.objects.create(
         document=document,
         collection_id=document.collection_id,
@@ -76,6 +78,13 @@ def add_chunk(
 def unit(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     return [v / norm for v in vector]
+
+
+def at_cosine(cosine: float, *, axis: int = 2, away: int = 3) -> list[float]:
+    """A unit vector whose cosine similarity to `basis(axis)` is exactly `cosine`."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    vector[axis], vector[away] = cosine, math.sqrt(1 - cosine * cosine)
+    return vector
 
 
 def basis(i: int, noise: float = 0.0, rng: random.Random | None = None) -> list[float]:
@@ -304,6 +313,47 @@ def test_hybrid_dense_weight_moves_between_keyword_and_dense_order() -> None:
     assert [r.chunk_id for r in search(dense_weight=0.0)] == [keyword_only.id, dense_only.id]
     with pytest.raises(ValueError, match="dense_weight"):
         search(dense_weight=1.5)
+
+
+# Document-aware ranking
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_long_document_of_weak_matches_no_longer_outranks_a_short_document_that_answers(mode: str) -> None:
+    """A chunk is scored with its document's opening, so a document about something else does not win
+    with the one of its many chunks that happens to lie nearest the question."""
+    collection = make_collection()
+    answer = add_chunk(make_document(collection, title="Parking"), "staff park in lot B", at_cosine(0.8))
+    manual = make_document(collection, title="Building manual")
+    add_chunk(manual, "heating, lifts and fire doors", at_cosine(0.0, away=6))
+    strays = [add_chunk(manual, f"section {n} on car lifts", at_cosine(0.85, away=7 + n)) for n in range(5)]
+
+    results = chunk_search(
+        collection_ids=[collection.id], query="where do staff park", query_embedding=basis(2), mode=mode
+    )
+
+    # Each stray chunk alone lies nearer the question (0.85) than the answer does (0.8), but the manual's
+    # opening is about something else, and the short document that answers comes first.
+    assert results[0].chunk_id == answer.id
+    if mode == "dense":
+        scores = {r.chunk_id: r.score for r in results}
+        assert scores[answer.id] == pytest.approx(0.8)
+        assert scores[strays[0].id] == pytest.approx((0.85 + 0.0) / 2)
+    # Results stay chunks, so citations still point at passages.
+    assert {r.document_id for r in results} == {answer.document_id, manual.id}
+
+
+def test_an_old_generations_opening_never_scores_a_live_chunk() -> None:
+    document = make_document(make_collection(), generation=2)
+    add_chunk(document, "old opening", basis(2), generation=1, ordinal=0)
+    add_chunk(document, "new opening", at_cosine(0.0, away=6), generation=2, ordinal=0)
+    live = add_chunk(document, "travel expenses", at_cosine(0.6), generation=2, ordinal=1)
+
+    results = chunk_search(
+        collection_ids=[document.collection_id], query="", query_embedding=basis(2), mode="dense"
+    )
+
+    assert {r.chunk_id: r.score for r in results}[live.id] == pytest.approx(0.3)
 
 
 def test_keyword_mode_matches_any_query_term_and_prefers_more_of_them() -> None:
