@@ -11,13 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.conftest import INGEST_QUEUE, embedding_server, ingest_worker_env, media_dir
+from tests.ingest.conftest import embedding_server, ingest_worker_env, media_dir
 from tests.processes import InferenceProcess, WorkerProcess, start_worker
 
 __all__ = ["embedding_server", "media_dir"]
 
 # Other suites' workers listen on "default"; ours get a queue of their own, so no other worker takes a sync.
 SOURCES_QUEUE = f"sources-test-{uuid.uuid4().hex[:8]}"
+# Ingestion queued by a sync has a queue of its own: the ingest tests' worker, which may still be running in
+# the same session, reads another media folder (this package's media_dir is its own fixture instance), so it
+# must never take these documents.
+SOURCES_INGEST_QUEUE = f"ingest-sources-test-{uuid.uuid4().hex[:8]}"
 
 
 class Repository:
@@ -72,14 +76,14 @@ def repository(tmp_path: Path) -> Repository:
 @pytest.fixture(autouse=True)
 def sources_settings(settings: Any, media_dir: Path, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = str(media_dir)
-    settings.RAGSITE_INGEST_QUEUE = INGEST_QUEUE
+    settings.RAGSITE_INGEST_QUEUE = SOURCES_INGEST_QUEUE
     settings.RAGSITE_SOURCES_QUEUE = SOURCES_QUEUE
     settings.RAGSITE_SOURCES_CACHE_DIR = str(tmp_path / "sources-cache")
 
 
 def sources_worker_env(*, inference: InferenceProcess, media: Path, cache: Path) -> dict[str, str]:
     return {
-        **ingest_worker_env(queue=INGEST_QUEUE, inference=inference, media=media),
+        **ingest_worker_env(queue=SOURCES_INGEST_QUEUE, inference=inference, media=media),
         "RAGSITE_SOURCES_QUEUE": SOURCES_QUEUE,
         "RAGSITE_SOURCES_CACHE_DIR": str(cache),
     }
@@ -101,7 +105,7 @@ def sources_worker(
     worker = start_worker(
         database_name=test_database_name,
         log_dir=logs_dir,
-        queues=f"{SOURCES_QUEUE},{INGEST_QUEUE}",
+        queues=f"{SOURCES_QUEUE},{SOURCES_INGEST_QUEUE}",
         concurrency=2,
         extra_env={
             **sources_worker_env(

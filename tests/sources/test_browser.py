@@ -12,9 +12,9 @@ from django.contrib.auth.models import Permission
 
 from ingest.models import Document
 from tests.factories import CollectionFactory, GroupFactory, SourceFactory, StaffUserFactory
-from tests.ingest.conftest import INGEST_QUEUE, wait_until_done
+from tests.ingest.conftest import wait_until_done
 from tests.processes import InferenceProcess, WebProcess, WorkerProcess, start_web
-from tests.sources.conftest import SOURCES_QUEUE, Repository
+from tests.sources.conftest import SOURCES_INGEST_QUEUE, SOURCES_QUEUE, Repository
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -34,7 +34,7 @@ def web(
         inference_url=embedding_server.url,
         extra_env={
             "RAGSITE_SOURCES_QUEUE": SOURCES_QUEUE,
-            "RAGSITE_INGEST_QUEUE": INGEST_QUEUE,
+            "RAGSITE_INGEST_QUEUE": SOURCES_INGEST_QUEUE,
             "MEDIA_ROOT": str(media_dir),
         },
     )
