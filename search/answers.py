@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ingest.parsers.tables import table_header
 from search import grounding, textual
@@ -60,6 +60,8 @@ class ScoredSentence:
     span: textual.Span
     coverage: float
     similarity: float | None = None
+    # What the sentence says read on its own (a table row under its header), which is what is embedded.
+    reading: str = ""
 
     @property
     def score(self) -> float:
@@ -103,17 +105,48 @@ def gate(
     return kept
 
 
+@dataclass(frozen=True)
+class Quotable:
+    """A sentence an extractive answer may quote, and what it says read on its own."""
+
+    span: textual.Span
+    # A table row is read under its table's header ("| -5 | 1350k |" means nothing without "| Flag |
+    # Decompress -s usage |"); any other sentence is read as written.
+    reading: str
+
+
+def quotable_sentences(text: str) -> list[Quotable]:
+    """The sentences of a passage that an extractive answer may quote: those of three words or more (a table
+    row with its header's)."""
+    spans = textual.sentences(text)
+    headers = _table_headers(text, spans)
+    quotable: list[Quotable] = []
+    header = None
+    for index, span in enumerate(spans):
+        if index in headers:
+            header = headers[index].split("\n", 1)[0]
+        elif not span.text.startswith("|"):
+            header = None
+        reading = f"{header}\n{span.text}" if header and index not in headers else span.text
+        if len(textual.words(reading)) >= 3:
+            quotable.append(Quotable(span=span, reading=reading))
+    return quotable
+
+
 def sentence_scores(*, question: TermWeights, candidates: Sequence[Candidate]) -> list[ScoredSentence]:
     """Every sentence of the candidates, scored by the share of the question's weight it holds."""
     scored: list[ScoredSentence] = []
     for candidate in candidates:
         context_terms = set(textual.terms(candidate.context))
-        for span in textual.sentences(candidate.passage.text):
-            if len(textual.words(span.text)) < 3:
-                continue
-            found = set(textual.terms(span.text)) | context_terms
+        for sentence in quotable_sentences(candidate.passage.text):
+            found = set(textual.terms(sentence.reading)) | context_terms
             scored.append(
-                ScoredSentence(number=candidate.number, span=span, coverage=question.coverage(found))
+                ScoredSentence(
+                    number=candidate.number,
+                    span=sentence.span,
+                    coverage=question.coverage(found),
+                    reading=sentence.reading,
+                )
             )
     return scored
 
@@ -123,8 +156,8 @@ def extract_candidates(scored: Sequence[ScoredSentence]) -> list[ScoredSentence]
     return ranked[:EXTRACT_CANDIDATES]
 
 
-def embed_input(sentence: ScoredSentence) -> str:
-    return sentence.span.text[:EMBED_CHARS]
+def embed_input(reading: str) -> str:
+    return reading[:EMBED_CHARS]
 
 
 def cosine(left: Sequence[float], right: Sequence[float]) -> float:
@@ -144,12 +177,7 @@ def extract_choose(
     if not candidates:
         return None
     scored = [
-        ScoredSentence(
-            number=sentence.number,
-            span=sentence.span,
-            coverage=sentence.coverage,
-            similarity=similarities[index] if similarities is not None else None,
-        )
+        replace(sentence, similarity=similarities[index] if similarities is not None else None)
         for index, sentence in enumerate(candidates)
     ]
     ranked = sorted(scored, key=lambda sentence: (-sentence.score, sentence.number, sentence.span.start))

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -96,3 +97,33 @@ class LexemeFrequency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lexeme or '(all chunks)'}: {self.chunks}"
+
+
+class ChunkSentences(models.Model):
+    """The sentences of a chunk that an extractive answer may quote, embedded ahead of any question.
+
+    An extractive answer scores a passage's sentences by their meaning; embedding them while the asker waits
+    cost more than the 50 ms the extract may take (about 0.3 ms a token on one CPU thread), so a background
+    task (search.tasks.sentence_vectors_fill) embeds them once, after the chunk is written. One row per chunk
+    and embedding model (a retriever switch needs its own vectors); a row with no sentences marks a chunk
+    with none worth quoting. The vectors are float16 (768 bytes a sentence), which changes a cosine by less
+    than 0.001; the chunk's own vectors stay float32 in pgvector.
+    """
+
+    # The database deletes the row with its chunk (ON DELETE CASCADE, migration 0004): a re-ingest's bulk
+    # delete of the old generation stays one statement instead of Django collecting every chunk first.
+    chunk = models.ForeignKey(
+        "ingest.Chunk", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    model_id = models.CharField(max_length=200)
+    # Each sentence's offset in the chunk's text, and its unit vector (float16, in the same order).
+    starts = ArrayField(models.PositiveIntegerField())
+    vectors = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chunk", "model_id"], name="chunk_sentences_unique_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.chunk_id}: {len(self.starts)} sentences ({self.model_id})"

@@ -18,7 +18,7 @@ from pgvector.django import CosineDistance
 from ingest.models import Chunk
 from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
-from search import answers, grounding, inference, prompting, textual
+from search import answers, grounding, inference, prompting, sentence_vectors, textual
 from search.grounding import TermWeights
 from search.models import Conversation, Feedback, Message
 from search.selectors import RetrievedChunk, chunk_search, lexeme_frequencies
@@ -225,6 +225,36 @@ def refusal_event(**extra: Any) -> AnswerEvent:
     return AnswerEvent(kind="done", text=NOT_FOUND_ANSWER, refused=True, origin="refusal", **extra)
 
 
+async def _pool_similarities(
+    *,
+    pool: Sequence[answers.ScoredSentence],
+    candidates: Sequence[answers.Candidate],
+    query_embedding: list[float],
+    model: str,
+) -> list[float] | None:
+    """Each pooled sentence's cosine to the question: stored ahead (search.sentence_vectors) where it was,
+    else embedded now; None when the model service cannot embed the rest (the extract is scored by words)."""
+    chunk_of = {candidate.number: candidate.passage.chunk_id for candidate in candidates}
+    stored = await db_sync_to_async(sentence_vectors.sentence_similarities)(
+        chunk_ids=sorted({chunk_of[sentence.number] for sentence in pool}),
+        model_id=model,
+        query_embedding=query_embedding,
+    )
+    found = [stored.get((chunk_of[sentence.number], sentence.span.start)) for sentence in pool]
+    missing = [index for index, similarity in enumerate(found) if similarity is None]
+    if missing:
+        try:
+            vectors = await inference.aembed(
+                [answers.embed_input(pool[i].reading) for i in missing], model=model
+            )
+        except inference.InferenceError as exc:
+            logger.info("extractive answer scored by words only: %s", exc.message)
+            return None
+        for index, vector in zip(missing, vectors, strict=True):
+            found[index] = answers.cosine(query_embedding, vector)
+    return [similarity for similarity in found if similarity is not None]
+
+
 async def _extract(
     *, evidence: Evidence, query_embedding: list[float], model: str
 ) -> tuple[answers.Extract | None, list[answers.ScoredSentence]]:
@@ -233,13 +263,9 @@ async def _extract(
     pool = answers.extract_candidates(scored)
     similarities: list[float] | None = None
     if pool:
-        try:
-            vectors = await inference.aembed(
-                [answers.embed_input(sentence) for sentence in pool], model=model
-            )
-            similarities = [answers.cosine(query_embedding, vector) for vector in vectors]
-        except inference.InferenceError as exc:
-            logger.info("extractive answer scored by words only: %s", exc.message)
+        similarities = await _pool_similarities(
+            pool=pool, candidates=evidence.candidates, query_embedding=query_embedding, model=model
+        )
     extract = answers.extract_choose(
         question=evidence.question, candidates=pool, similarities=similarities, passages=evidence.candidates
     )
@@ -249,12 +275,7 @@ async def _extract(
             for sentence, similarity in zip(pool, similarities, strict=True)
         }
         scored = [
-            answers.ScoredSentence(
-                number=sentence.number,
-                span=sentence.span,
-                coverage=sentence.coverage,
-                similarity=embedded.get((sentence.number, sentence.span.start)),
-            )
+            replace(sentence, similarity=embedded.get((sentence.number, sentence.span.start)))
             for sentence in scored
         ]
     return extract, scored

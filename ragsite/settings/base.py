@@ -75,6 +75,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ROUTES = {
     "ingest.*": {"queue": env.str("RAGSITE_INGEST_QUEUE", default="ingest")},
     "retrievers.*": {"queue": env.str("RAGSITE_REEMBED_QUEUE", default="reembed")},
+    "search.sentence_vectors_fill": {"queue": env.str("RAGSITE_REEMBED_QUEUE", default="reembed")},
     "sources.*": {"queue": env.str("RAGSITE_SOURCES_QUEUE", default="default")},
 }
 # Celery beat (a process `make run` starts) looks this often for sources whose sync is due.
@@ -82,6 +83,13 @@ CELERY_BEAT_SCHEDULE = {
     "sources-sync-due": {
         "task": "sources.sources_sync_due",
         "schedule": env.float("RAGSITE_SOURCES_DUE_CHECK_S", default=60.0),
+    },
+    # Sentence vectors for the extractive answer, made in the background after ingestion (search.tasks).
+    "search-sentence-vectors": {
+        "task": "search.sentence_vectors_fill",
+        "schedule": env.float("RAGSITE_SENTENCE_VECTORS_EVERY_S", default=30.0),
+        # A run nobody took before the next is due is dropped, so no worker means no growing queue.
+        "options": {"expires": env.float("RAGSITE_SENTENCE_VECTORS_EVERY_S", default=30.0)},
     },
 }
 

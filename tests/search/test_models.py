@@ -102,6 +102,6 @@ def test_emptying_the_chunk_table_empties_the_counts() -> None:
     add_chunks(make_document(), "Printers are on every floor.")
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction defers foreign-key checks
-        cursor.execute("TRUNCATE ingest_chunk")
+        cursor.execute("TRUNCATE ingest_chunk CASCADE")  # with its sentence vectors
 
     assert counted() == {}
