@@ -303,7 +303,10 @@ _ASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "quantity",
         re.compile(
-            r"\bhow\s+(?:many|much|long|old|far|big|large|small)\b|\b(?:what|which)\s+(?:port|percentage|number)\b",
+            r"\bhow\s+(?:many|much|long|old|far|big|large|small)\b|"
+            # "what port", "which block size", "what's the minimum length": a measure is asked for.
+            r"\b(?:what|which)(?:['’]s|\s+is|\s+are)?\s+(?:the\s+)?(?:\w+\s+)?"
+            r"(?:port|percentage|number|size|length|limit|amount|capacity|duration|timeout|maximum|minimum)\b",
             re.IGNORECASE,
         ),
     ),
@@ -338,6 +341,10 @@ def has_answer_type(text: str, *, question: str) -> bool:
         return True
     text = re.sub(r"\[\s*\d{1,3}(?:\s*,\s*\d{1,3})*\s*\]", " ", text)  # citation markers are not numbers
     asked = {word.lower() for word in textual.words(question)}
+    # Numbers the question states ("compressed with -5", "version 2") are not its answer.
+    stated = {word for word in asked if any(character.isdigit() for character in word)}
+    if stated:
+        text = textual.without_words(text, stated)
     for kind in kinds:
         found = [match.group(0) for match in _HAS[kind].finditer(text)]
         if kind == "person":

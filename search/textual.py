@@ -25,10 +25,14 @@ _STOP_WORDS = """
     few more most other some such no nor not only own same so than too very s t can will just don should
     now"""
 STOP_WORDS = frozenset(_STOP_WORDS.split())
-# Words that carry no claim of their own in a question or an answer ("how many", "please", "tell me").
+# Words that carry no claim of their own in a question or an answer ("how many", "please", "tell me"), and
+# the connectives that frame a question rather than say what it is about ("unless I say otherwise", "or
+# else", "instead"): closed-class words that fuller stop lists (SMART's) drop and the Snowball one keeps.
 _FILLER_WORDS = """
     also would could may might must shall us let get got please tell know want need like use used using
-    many much one ones thing things way ways one's yes"""
+    many much one ones thing things way ways one's yes
+    unless otherwise else instead whether although though however therefore thus hence besides
+    anyway rather"""
 FILLER_WORDS = frozenset(_FILLER_WORDS.split())
 
 _WORD = re.compile(r"[^\W_](?:[\w'’.\-/]*[^\W_])?", re.UNICODE)
@@ -72,6 +76,12 @@ def normalise(text: str) -> str:
 def words(text: str) -> list[str]:
     """Tokens as written: words, numbers, and code-like tokens (`bzip2recover`, `%f/%t`, `-s`, `v1.2`)."""
     return _WORD.findall(normalise(text))
+
+
+def without_words(text: str, drop: set[str]) -> str:
+    """`text` with each token whose lower case is in `drop` blanked out."""
+    flat = normalise(text)
+    return _WORD.sub(lambda match: " " if match.group(0).lower() in drop else match.group(0), flat)
 
 
 @lru_cache(maxsize=65536)

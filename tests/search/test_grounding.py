@@ -251,6 +251,11 @@ def test_stemming_from_many_threads_at_once_gives_each_word_its_own_stem() -> No
         ("How long must the offer remain valid?", "For as long as spare parts are offered [1].", False),
         ("How quickly must I report it?", "Report it straight away [1].", True),
         ("Which tool salvages a damaged archive?", "Use bzip2recover [1].", True),
+        # A number the question states is not its answer; a new one is.
+        ("What block size does -1 to -9 give?", "The flags -1 to -9 are ignored when decompressing.", False),
+        ("What block size does -1 to -9 give?", "The flags -1 to -9 give 100,000 to 900,000 bytes.", True),
+        ("What's the minimum length of a password?", "Passwords must be long and unique.", False),
+        ("What's the minimum length of a password?", "Passwords need at least 14 characters.", True),
     ],
 )
 def test_an_answer_must_hold_the_kind_of_thing_its_question_asks_for(
@@ -276,3 +281,16 @@ def test_the_model_sees_a_long_tables_best_rows_as_rows_under_the_tables_header(
     ]
     assert "| office 31 | 131 Main Street | +1 555 1031 |" in lines
     assert all(line.startswith(("|", "…", "Our offices")) for line in lines)
+
+
+def test_a_table_row_is_read_under_its_tables_header() -> None:
+    table = "Memory by flag.\n\n| Flag | Decompress -s usage |\n| --- | --- |\n| -4 | 1100k |\n| -5 | 1350k |"
+    candidate = _candidate(1, table, title="Manual")
+    question = weights("How much memory does decompressing with -s need for a file made with -5?")
+
+    scored = sentence_scores(question=question, candidates=[candidate])
+
+    row = next(sentence for sentence in scored if sentence.span.text == "| -5 | 1350k |")
+    assert row.reading == "| Flag | Decompress -s usage |\n| -5 | 1350k |"
+    # The row's own cells hold none of the question's words; its header holds "decompress" and "-s".
+    assert row.coverage > 0
