@@ -113,14 +113,15 @@ INSTALLED_APPS = [
     "sources",
 ]
 
+# Django's middleware with its hooks on the event loop rather than a thread each (ops/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ops.middleware.SecurityMiddleware",
+    "ops.middleware.SessionMiddleware",
+    "ops.middleware.CommonMiddleware",
+    "ops.middleware.CsrfViewMiddleware",
+    "ops.middleware.AuthenticationMiddleware",
+    "ops.middleware.MessageMiddleware",
+    "ops.middleware.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "ops.middleware.RequestContextMiddleware",
     # Rechecks single sign-on sessions with the provider (accounts/middleware.py); does nothing without SSO.
