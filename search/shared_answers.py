@@ -4,7 +4,8 @@
 
 1. A question asked outside a conversation is keyed by `search.answer_cache.answer_key` (the question
    normalised, the collections the asker may read, their documents' generations). A finished, checked
-   answer under that key is replayed at once (`reused_at` says when it was written).
+   answer under that key is replayed at once (`reused_at` says when it was written); the ask page records
+   it with the question itself (`message_answer_reused`), so that its asker needs no stream at all.
 2. Otherwise the asker joins the answer in progress under that key, or starts it (`search.single_flight`):
    one retrieval and one generation for everyone asking it at once, across web processes.
 3. Retrieval waits its turn in a bounded queue (`search.retrieval_gate`); the model's own queue is the
@@ -25,7 +26,13 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from ops.metrics import ANSWERS_SERVED
-from search.answer_cache import answer_cache_get, answer_key, question_normalised
+from search.answer_cache import (
+    answer_cache_get,
+    answer_cache_get_blocking,
+    answer_key,
+    answer_key_blocking,
+    question_normalised,
+)
 from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.models import Message
 from search.retrieval_gate import retrieval_bounded
@@ -152,6 +159,39 @@ def model_busy_retry_after(done: AnswerEvent, *, last_busy: AnswerEvent | None) 
     if last_busy is not None and last_busy.retry_after is not None:
         return max(1, math.ceil(last_busy.retry_after))
     return math.ceil(float(_setting("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", 10.0)))
+
+
+def message_answer_reused(
+    *, message: Message, collection_ids: Sequence[int], history: Sequence[tuple[str, str]]
+) -> bool:
+    """Answer a new turn at once with the finished answer its stream would replay from the cache.
+
+    Under the same key as `answer_stream_shared` (so the same readable collections and documents); False,
+    leaving the turn pending for its stream, when there is none or the cache cannot be read.
+    """
+    if history or not collection_ids or not question_normalised(message.question):
+        return False
+    try:
+        key = answer_key_blocking(collection_ids=collection_ids, question=message.question)
+        cached = answer_cache_get_blocking(key)
+    except RedisError as exc:
+        logger.warning("the answer cache is unavailable: %s", exc)
+        return False
+    if cached is None or not cached.events or cached.events[-1].kind != "done":
+        return False
+    done = cached.events[-1]
+    searched = next((event.text for event in cached.events if event.kind == "sources" and event.text), "")
+    message_record_shared_answer(
+        message=message,
+        standalone_question=searched or message.question,
+        answer=done.text,
+        sources=done.sources,
+        origin=done.origin,
+        reused_at=cached.written_at,
+        busy_retry_after=model_busy_retry_after(done, last_busy=None),
+    )
+    ANSWERS_SERVED.labels("cache").inc()
+    return True
 
 
 def message_record_shared_answer(

@@ -30,7 +30,12 @@ from search.models import Conversation, Feedback, Message
 from search.rendering import answer_html, passage_url
 from search.selectors import collection_ids_readable_by
 from search.services import AnswerEvent, SourceRef
-from search.shared_answers import answer_stream_shared, message_record_shared_answer, model_busy_retry_after
+from search.shared_answers import (
+    answer_stream_shared,
+    message_answer_reused,
+    message_record_shared_answer,
+    model_busy_retry_after,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +136,20 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
     message = services.conversation_ask(
         user=request.user, question=form.cleaned_data["question"], conversation=conversation
     )
+    # A question answered before is answered here and now, from the cache: no stream to open for it.
+    reused = message_answer_reused(
+        message=message,
+        collection_ids=collection_ids_readable_by(user=request.user),
+        history=message_history(message=message) if conversation is not None else (),
+    )
     if not request.htmx:
         return redirect("search:conversation", conversation_id=message.conversation_id)
+    readable = _readable(user=request.user, messages=[message]) if reused else set()
     response = render(
         request,
         f"{TEMPLATE}#ask-response",
         {
-            "turn": _turn(message, readable=set()),
+            "turn": _turn(message, readable=readable),
             "form": AskForm(initial={"conversation": message.conversation_id}),
             "conversation": message.conversation,
             "conversations": conversation_list_for_user(user=request.user),
