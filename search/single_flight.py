@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from search.answer_cache import answer_cache_get, answer_cache_set, event_as_dict, event_from_dict
 from search.answer_redis import KEY_PREFIX, answer_redis
 from search.embedding_cache import question_embeddings_cached
+from search.model_queue import answer_askers
 from search.retrieval_gate import retrieval_bounded
 from search.services import AnswerEvent
 
@@ -257,6 +258,8 @@ class _Hub:
             source: AsyncGenerator[AnswerEvent, None] = _replay(cached.events)
         else:
             source = retrieval_bounded(start())
+        # The model takes first the answers the most people here wait for (search.model_queue).
+        answer_askers.set(lambda: flight.subscribers)
         with question_embeddings_cached():
             async with aclosing(source):
                 async for event in source:
