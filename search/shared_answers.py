@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections.abc import AsyncGenerator, Sequence
@@ -25,11 +26,11 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from ops.db import db_sync_to_async
 from ops.metrics import ANSWERS_SERVED
 from search.answer_cache import (
     answer_cache_get,
     answer_cache_get_blocking,
-    answer_key,
     answer_key_blocking,
     question_normalised,
 )
@@ -46,6 +47,12 @@ def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
+class KeyUnknown(enum.Enum):
+    """`answer_stream_shared` works the key out itself."""
+
+    UNKNOWN = enum.auto()
+
+
 class SharedAnswer:
     """The events of an answer (`async for event in ...`), and where it came from once they have been read.
 
@@ -60,11 +67,16 @@ class SharedAnswer:
         question: str,
         history: Sequence[tuple[str, str]],
         request_id: str,
+        key: str | None | KeyUnknown = KeyUnknown.UNKNOWN,
     ) -> None:
         self.reused_at: datetime | None = None
         self.joined = False
         self._events = self._run(
-            collection_ids=list(collection_ids), question=question, history=history, request_id=request_id
+            collection_ids=list(collection_ids),
+            question=question,
+            history=history,
+            request_id=request_id,
+            key=key,
         )
 
     def __aiter__(self) -> AsyncGenerator[AnswerEvent, None]:
@@ -80,6 +92,7 @@ class SharedAnswer:
         question: str,
         history: Sequence[tuple[str, str]],
         request_id: str,
+        key: str | None | KeyUnknown,
     ) -> AsyncGenerator[AnswerEvent, None]:
         def start() -> AsyncGenerator[AnswerEvent, None]:
             events = answer_stream(
@@ -87,13 +100,15 @@ class SharedAnswer:
             )
             return events  # type: ignore[return-value]
 
-        # A follow-up is read in the light of its conversation, and an empty question needs no retrieval.
-        if history or not collection_ids or not question_normalised(question):
+        if key is KeyUnknown.UNKNOWN:
+            key = await db_sync_to_async(shared_answer_key)(
+                collection_ids=collection_ids, question=question, history=history
+            )
+        if key is None:
             async for event in _unshared(start):
                 yield event
             return
         try:
-            key = await answer_key(collection_ids=collection_ids, question=question)
             cached = await answer_cache_get(key)
             joined = None if cached is not None else await flight_join(key, start)
         except RedisError as exc:
@@ -141,11 +156,27 @@ def answer_stream_shared(
     question: str,
     history: Sequence[tuple[str, str]] = (),
     request_id: str,
+    key: str | None | KeyUnknown = KeyUnknown.UNKNOWN,
 ) -> SharedAnswer:
-    """`search.services.answer_stream`, shared with everyone asking the same question (see the module)."""
+    """`search.services.answer_stream`, shared with everyone asking the same question (see the module).
+
+    `key`, where the caller already has it, is `shared_answer_key`'s for the same arguments.
+    """
     return SharedAnswer(
-        collection_ids=collection_ids, question=question, history=history, request_id=request_id
+        collection_ids=collection_ids, question=question, history=history, request_id=request_id, key=key
     )
+
+
+def shared_answer_key(
+    *, collection_ids: Sequence[int], question: str, history: Sequence[tuple[str, str]]
+) -> str | None:
+    """The key the answer to `question` is shared under; None when it is answered on its own (blocking).
+
+    A follow-up is read in the light of its conversation, and an empty question needs no retrieval.
+    """
+    if history or not collection_ids or not question_normalised(question):
+        return None
+    return answer_key_blocking(collection_ids=collection_ids, question=question)
 
 
 # What the page and the widget say about an answer -------------------------------------------------------
@@ -169,10 +200,10 @@ def message_answer_reused(
     Under the same key as `answer_stream_shared` (so the same readable collections and documents); False,
     leaving the turn pending for its stream, when there is none or the cache cannot be read.
     """
-    if history or not collection_ids or not question_normalised(message.question):
+    key = shared_answer_key(collection_ids=collection_ids, question=message.question, history=history)
+    if key is None:
         return False
     try:
-        key = answer_key_blocking(collection_ids=collection_ids, question=message.question)
         cached = answer_cache_get_blocking(key)
     except RedisError as exc:
         logger.warning("the answer cache is unavailable: %s", exc)
