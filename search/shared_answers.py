@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -132,9 +133,17 @@ class SharedAnswer:
         try:
             while True:
                 if index < len(flight.events):
+                    event = flight.events[index]
                     index += 1
+                    if event.kind == "token":
+                        # An asker behind the answer (a busy process) catches up with one write, not one each.
+                        parts = [event.text]
+                        while index < len(flight.events) and flight.events[index].kind == "token":
+                            parts.append(flight.events[index].text)
+                            index += 1
+                        event = replace(event, text="".join(parts))
                     self.reused_at = flight.reused_at
-                    yield flight.events[index - 1]
+                    yield event
                     continue
                 if flight.finished:
                     break
