@@ -28,6 +28,9 @@ from django.conf import settings
 
 # How many people wait for the answer being written in this context (single-flight sets it per answer).
 answer_askers: ContextVar[Callable[[], int]] = ContextVar("answer_askers", default=lambda: 1)
+# Called as an answer starts waiting for the model: what came before (retrieval, whose queue sets it to give
+# its place back) is done, and must not be held while the model is busy.
+before_model: ContextVar[Callable[[], None]] = ContextVar("before_model", default=lambda: None)
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -105,6 +108,7 @@ def model_queue() -> ModelQueue:
 @contextlib.asynccontextmanager
 async def model_turn(*, slots: int | None) -> AsyncIterator[bool]:
     """Wait for this answer's turn at the model; yields False when it did not come (busy), True while held."""
+    before_model.get()()
     queue = model_queue()
     held = await queue.acquire(
         askers=answer_askers.get(),
