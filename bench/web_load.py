@@ -274,6 +274,10 @@ async def ask(port: int, session_key: str, question: str, results: Results) -> N
             return
         match = STREAM_URL.search(page)
         if match is None:
+            if ORIGIN.search(page.decode()):
+                # Answered in the POST's own response (a finished answer reused): nothing to stream.
+                finish(results, Answer(), page.decode(), (time.perf_counter() - started) * 1000)
+                return
             results.error("ask_without_stream")
             return
         writer.write(

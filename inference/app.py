@@ -590,7 +590,12 @@ def embedding_model_ids(state: ServiceState) -> list[str]:
 def model_cards(state: ServiceState) -> list[ModelCard]:
     cards = [ModelCard(id=state.settings.embedding_model_id, created=state.started_at)]
     if state.chat_engine is not None:
-        cards.append(ModelCard(id=state.chat_engine.model_name, created=state.started_at, kind="chat"))
+        max_active = state.chat_gate.max_active if state.chat_gate is not None else None
+        cards.append(
+            ModelCard(
+                id=state.chat_engine.model_name, created=state.started_at, kind="chat", max_active=max_active
+            )
+        )
     cards.extend(
         ModelCard(id=model_id, created=state.started_at) for model_id in retriever_ids(state.settings)
     )

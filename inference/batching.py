@@ -354,6 +354,7 @@ class AdmissionGate:
 
     def __init__(self, *, name: str, max_active: int, max_waiting: int, metrics: Metrics) -> None:
         self.name = name
+        self.max_active = max_active
         self.capacity = max_active + max_waiting
         self._active = asyncio.Semaphore(max_active)
         self._admitted = 0

@@ -118,6 +118,9 @@ class ModelCard(BaseModel):
     owned_by: str = "ragsite"
     # Not in OpenAI's card: tells a client which ids are for /v1/embeddings and which for chat.
     kind: Literal["embedding", "chat"] = "embedding"
+    # Not in OpenAI's card either: how many chats the engine answers at once (the rest wait in a short queue),
+    # so that a client may keep the order of its own waiting chats instead of filling that queue.
+    max_active: int | None = None
 
 
 class ModelList(BaseModel):

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from ingest.models import Document
 from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
-from search.answer_redis import KEY_PREFIX, answer_redis
+from search.answer_redis import KEY_PREFIX, answer_redis, answer_redis_sync
 from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.services import AnswerEvent, SourceRef
 
@@ -74,18 +74,22 @@ def _key_parts(*, collection_ids: Sequence[int]) -> dict[str, Any]:
     }
 
 
-async def answer_key(*, collection_ids: Sequence[int], question: str) -> str:
+def answer_key_blocking(*, collection_ids: Sequence[int], question: str) -> str:
     """The cache and single-flight key of `question` asked over `collection_ids` (those the asker reads)."""
     collections = sorted(set(collection_ids))
-    parts = await db_sync_to_async(_key_parts)(collection_ids=collections)
     material = {
         "version": VERSION,
         "collections": collections,
         "settings": [getattr(settings, name, None) for name in _SETTINGS],
         "question": question_normalised(question),
-        **parts,
+        **_key_parts(collection_ids=collections),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+async def answer_key(*, collection_ids: Sequence[int], question: str) -> str:
+    """`answer_key_blocking` from async code (its database read in a thread)."""
+    return await db_sync_to_async(answer_key_blocking)(collection_ids=collection_ids, question=question)
 
 
 def event_as_dict(event: AnswerEvent) -> dict[str, Any]:
@@ -120,8 +124,7 @@ def _cache_key(key: str) -> str:
     return f"{KEY_PREFIX}cache:{key}"
 
 
-async def answer_cache_get(key: str) -> CachedAnswer | None:
-    raw = await answer_redis().get(_cache_key(key))
+def _cached_answer(raw: bytes | str | None) -> CachedAnswer | None:
     if raw is None:
         return None
     try:
@@ -133,6 +136,16 @@ async def answer_cache_get(key: str) -> CachedAnswer | None:
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning("a cached answer could not be read: %s", exc)
         return None
+
+
+async def answer_cache_get(key: str) -> CachedAnswer | None:
+    return _cached_answer(await answer_redis().get(_cache_key(key)))
+
+
+def answer_cache_get_blocking(key: str) -> CachedAnswer | None:
+    """`answer_cache_get` for code in a request's thread (a view)."""
+    raw: Any = answer_redis_sync().get(_cache_key(key))
+    return _cached_answer(raw)
 
 
 async def answer_cache_set(key: str, *, events: Sequence[AnswerEvent]) -> CachedAnswer | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
@@ -12,6 +14,9 @@ KEY_PREFIX = "ragsite:answers:"
 
 # One client per event loop: a connection belongs to the loop that opened it.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+# And one blocking client for the request threads (a view looking up a finished answer), shared by them.
+_sync_client: redis.Redis | None = None
+_sync_lock = threading.Lock()
 
 
 def _redis_url() -> str:
@@ -34,3 +39,19 @@ def answer_redis() -> aioredis.Redis:
         client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
     return client
+
+
+def answer_redis_sync() -> redis.Redis:
+    """The blocking client of this process, for code running in a request's thread; bounded the same way."""
+    global _sync_client
+    with _sync_lock:
+        if _sync_client is None:
+            pool = redis.BlockingConnectionPool.from_url(
+                _redis_url(),
+                max_connections=int(getattr(settings, "RAGSITE_ANSWER_REDIS_CONNECTIONS", 32)),
+                timeout=10,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+            )
+            _sync_client = redis.Redis(connection_pool=pool)
+        return _sync_client

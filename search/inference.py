@@ -100,6 +100,7 @@ def clients_reset() -> None:
     """Forget pooled connections (tests that point INFERENCE_URL elsewhere)."""
     _sync_clients.clear()
     _async_clients.clear()
+    _chat_cards.clear()
 
 
 def _should_try_next(response: httpx.Response) -> bool:
@@ -217,7 +218,32 @@ async def aembed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[
     return [vector for vector in vectors if vector is not None]
 
 
-_chat_models: dict[str, str] = {}
+@dataclass(frozen=True)
+class _ChatCard:
+    model: str
+    max_active: int | None
+
+
+_chat_cards: dict[str, _ChatCard] = {}
+
+
+async def _chat_card(url: str) -> _ChatCard:
+    """The chat model a replica serves (the first its /v1/models lists) and how many chats it runs at once."""
+    if url not in _chat_cards:
+        response = await _async_client(url).get("/v1/models", timeout=5.0, headers=_headers())
+        _raise_for_response(response)
+        chat = [
+            item
+            for item in response.json()["data"]
+            if item["id"] != EMBEDDING_MODEL and item.get("kind") != "embedding"
+        ]
+        if not chat:
+            raise InferenceError(f"The model service at {url} serves no chat model")
+        max_active = chat[0].get("max_active")
+        _chat_cards[url] = _ChatCard(
+            model=chat[0]["id"], max_active=int(max_active) if isinstance(max_active, int) else None
+        )
+    return _chat_cards[url]
 
 
 async def _chat_model(url: str) -> str:
@@ -225,18 +251,21 @@ async def _chat_model(url: str) -> str:
     configured = str(getattr(settings, "INFERENCE_CHAT_MODEL", "") or "")
     if configured:
         return configured
-    if url not in _chat_models:
-        response = await _async_client(url).get("/v1/models", timeout=5.0, headers=_headers())
-        _raise_for_response(response)
-        chat = [
-            item["id"]
-            for item in response.json()["data"]
-            if item["id"] != EMBEDDING_MODEL and item.get("kind") != "embedding"
-        ]
-        if not chat:
-            raise InferenceError(f"The model service at {url} serves no chat model")
-        _chat_models[url] = chat[0]
-    return _chat_models[url]
+    return (await _chat_card(url)).model
+
+
+async def chat_slots() -> int | None:
+    """How many chats the replicas answer at once, together; None when one does not say (or cannot)."""
+    total = 0
+    for url in _base_urls():
+        try:
+            slots = (await _chat_card(url)).max_active
+        except (InferenceError, httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        if slots is None:
+            return None
+        total += slots
+    return total
 
 
 async def chat_stream(

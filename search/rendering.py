@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 import markdown  # type: ignore[import-untyped]
 import nh3
@@ -28,7 +29,14 @@ def answer_html(text: str, *, passage_urls: Mapping[int, str]) -> SafeString:
     Sanitising comes before the citation links, so only this function can make a `cite` link: nothing in
     the model's output (or in a passage it quoted) can add a script, an event handler, a javascript: URL or
     a link dressed as a citation. Citations are linked in text only, never inside a tag or another link.
+    The last few hundred are kept: a shared answer is shown to everyone who asked it, in the same words.
     """
+    return _answer_html(text, tuple(sorted(passage_urls.items())))
+
+
+@lru_cache(maxsize=512)
+def _answer_html(text: str, passage_urls_items: tuple[tuple[int, str], ...]) -> SafeString:
+    passage_urls = dict(passage_urls_items)
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
     html = nh3.clean(
         html,

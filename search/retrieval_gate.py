@@ -2,7 +2,8 @@
 
 Retrieval (embedding, search, the extractive answer) runs for at most `RAGSITE_RETRIEVAL_MAX_ACTIVE`
 questions at once; up to `RAGSITE_RETRIEVAL_MAX_WAITING` more wait at most `RAGSITE_RETRIEVAL_MAX_WAIT_S`.
-A question's slot is freed by its first event after "sources" (its extractive answer, or its end): the
+A question's slot is freed by its first event after "sources" (its extractive answer, or its end), or as it
+starts to wait for the model (`search.model_queue.before_model`), whichever comes first: the
 generated answer then waits for the model on its own (the inference API bounds that queue), so a busy model
 never holds retrieval up. Past the queue, retrieval cannot keep up: the door refuses new questions
 (`retrieval_overloaded`) and a waiting one is told to ask again.
@@ -20,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from ops.metrics import ANSWERS_SERVED
+from search.model_queue import before_model
 from search.services import AnswerEvent
 
 
@@ -91,12 +93,20 @@ async def retrieval_bounded(events: AsyncGenerator[AnswerEvent, None]) -> AsyncG
         finally:
             gate.waiting -= 1
         held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.active.release()
+
+        # An answer with no extract goes from its sources straight to the model's queue: its place here is
+        # given back as it starts to wait there.
+        before_model.set(give_back)
         try:
             async for event in events:
-                if held and event.kind != "sources":
-                    gate.active.release()
-                    held = False
+                if event.kind != "sources":
+                    give_back()
                 yield event
         finally:
-            if held:
-                gate.active.release()
+            give_back()

@@ -20,6 +20,7 @@ from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
 from search import answers, grounding, inference, prompting, sentence_vectors, textual
 from search.grounding import TermWeights
+from search.model_queue import model_turn
 from search.models import Conversation, Feedback, Message
 from search.selectors import RetrievedChunk, chunk_search, lexeme_frequencies
 
@@ -447,25 +448,30 @@ async def answer_stream(
         )
 
     parts: list[str] = []
-    for attempt in range(retries + 1):
-        try:
-            async for delta in inference.chat_stream(
-                messages=prompt.messages, max_tokens=answer_tokens, temperature=0.0, request_id=request_id
-            ):
-                parts.append(delta)
-                yield AnswerEvent(kind="token", text=delta)
-            break
-        except inference.InferenceBusy as exc:
-            # A busy answer is refused before its first token, so a retry never repeats text.
-            if parts or attempt == retries:
-                yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or _busy_error()
-                return
-            wait = _retry_wait(exc.retry_after)
-            yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
-            await asyncio.sleep(wait)
-        except inference.InferenceError as exc:
-            yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or AnswerEvent(kind="error", text=exc.message)
+    # The answers the most people wait for go to the model first (search.model_queue).
+    async with model_turn(slots=await inference.chat_slots()) as turn:
+        if not turn:
+            yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or _busy_error()
             return
+        for attempt in range(retries + 1):
+            try:
+                async for delta in inference.chat_stream(
+                    messages=prompt.messages, max_tokens=answer_tokens, temperature=0.0, request_id=request_id
+                ):
+                    parts.append(delta)
+                    yield AnswerEvent(kind="token", text=delta)
+                break
+            except inference.InferenceBusy as exc:
+                # A busy answer is refused before its first token, so a retry never repeats text.
+                if parts or attempt == retries:
+                    yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or _busy_error()
+                    return
+                wait = _retry_wait(exc.retry_after)
+                yield _busy_event(retry_after=wait, attempt=attempt + 1, retries=retries)
+                await asyncio.sleep(wait)
+            except inference.InferenceError as exc:
+                yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or AnswerEvent(kind="error", text=exc.message)
+                return
     answer = "".join(parts).strip()
     if not answer:
         yield fallback(answers.MODEL_UNAVAILABLE_NOTE) or AnswerEvent(

@@ -4,7 +4,8 @@
 
 1. A question asked outside a conversation is keyed by `search.answer_cache.answer_key` (the question
    normalised, the collections the asker may read, their documents' generations). A finished, checked
-   answer under that key is replayed at once (`reused_at` says when it was written).
+   answer under that key is replayed at once (`reused_at` says when it was written); the ask page records
+   it with the question itself (`message_answer_reused`), so that its asker needs no stream at all.
 2. Otherwise the asker joins the answer in progress under that key, or starts it (`search.single_flight`):
    one retrieval and one generation for everyone asking it at once, across web processes.
 3. Retrieval waits its turn in a bounded queue (`search.retrieval_gate`); the model's own queue is the
@@ -13,10 +14,12 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +27,14 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from ops.db import db_sync_to_async
 from ops.metrics import ANSWERS_SERVED
-from search.answer_cache import answer_cache_get, answer_key, question_normalised
+from search.answer_cache import (
+    answer_cache_get,
+    answer_cache_get_blocking,
+    answer_key_blocking,
+    question_normalised,
+)
 from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.models import Message
 from search.retrieval_gate import retrieval_bounded
@@ -37,6 +46,12 @@ logger = logging.getLogger(__name__)
 
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
+
+
+class KeyUnknown(enum.Enum):
+    """`answer_stream_shared` works the key out itself."""
+
+    UNKNOWN = enum.auto()
 
 
 class SharedAnswer:
@@ -53,11 +68,16 @@ class SharedAnswer:
         question: str,
         history: Sequence[tuple[str, str]],
         request_id: str,
+        key: str | None | KeyUnknown = KeyUnknown.UNKNOWN,
     ) -> None:
         self.reused_at: datetime | None = None
         self.joined = False
         self._events = self._run(
-            collection_ids=list(collection_ids), question=question, history=history, request_id=request_id
+            collection_ids=list(collection_ids),
+            question=question,
+            history=history,
+            request_id=request_id,
+            key=key,
         )
 
     def __aiter__(self) -> AsyncGenerator[AnswerEvent, None]:
@@ -73,6 +93,7 @@ class SharedAnswer:
         question: str,
         history: Sequence[tuple[str, str]],
         request_id: str,
+        key: str | None | KeyUnknown,
     ) -> AsyncGenerator[AnswerEvent, None]:
         def start() -> AsyncGenerator[AnswerEvent, None]:
             events = answer_stream(
@@ -80,13 +101,15 @@ class SharedAnswer:
             )
             return events  # type: ignore[return-value]
 
-        # A follow-up is read in the light of its conversation, and an empty question needs no retrieval.
-        if history or not collection_ids or not question_normalised(question):
+        if key is KeyUnknown.UNKNOWN:
+            key = await db_sync_to_async(shared_answer_key)(
+                collection_ids=collection_ids, question=question, history=history
+            )
+        if key is None:
             async for event in _unshared(start):
                 yield event
             return
         try:
-            key = await answer_key(collection_ids=collection_ids, question=question)
             cached = await answer_cache_get(key)
             joined = None if cached is not None else await flight_join(key, start)
         except RedisError as exc:
@@ -110,9 +133,17 @@ class SharedAnswer:
         try:
             while True:
                 if index < len(flight.events):
+                    event = flight.events[index]
                     index += 1
+                    if event.kind == "token":
+                        # An asker behind the answer (a busy process) catches up with one write, not one each.
+                        parts = [event.text]
+                        while index < len(flight.events) and flight.events[index].kind == "token":
+                            parts.append(flight.events[index].text)
+                            index += 1
+                        event = replace(event, text="".join(parts))
                     self.reused_at = flight.reused_at
-                    yield flight.events[index - 1]
+                    yield event
                     continue
                 if flight.finished:
                     break
@@ -134,11 +165,27 @@ def answer_stream_shared(
     question: str,
     history: Sequence[tuple[str, str]] = (),
     request_id: str,
+    key: str | None | KeyUnknown = KeyUnknown.UNKNOWN,
 ) -> SharedAnswer:
-    """`search.services.answer_stream`, shared with everyone asking the same question (see the module)."""
+    """`search.services.answer_stream`, shared with everyone asking the same question (see the module).
+
+    `key`, where the caller already has it, is `shared_answer_key`'s for the same arguments.
+    """
     return SharedAnswer(
-        collection_ids=collection_ids, question=question, history=history, request_id=request_id
+        collection_ids=collection_ids, question=question, history=history, request_id=request_id, key=key
     )
+
+
+def shared_answer_key(
+    *, collection_ids: Sequence[int], question: str, history: Sequence[tuple[str, str]]
+) -> str | None:
+    """The key the answer to `question` is shared under; None when it is answered on its own (blocking).
+
+    A follow-up is read in the light of its conversation, and an empty question needs no retrieval.
+    """
+    if history or not collection_ids or not question_normalised(question):
+        return None
+    return answer_key_blocking(collection_ids=collection_ids, question=question)
 
 
 # What the page and the widget say about an answer -------------------------------------------------------
@@ -152,6 +199,39 @@ def model_busy_retry_after(done: AnswerEvent, *, last_busy: AnswerEvent | None) 
     if last_busy is not None and last_busy.retry_after is not None:
         return max(1, math.ceil(last_busy.retry_after))
     return math.ceil(float(_setting("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", 10.0)))
+
+
+def message_answer_reused(
+    *, message: Message, collection_ids: Sequence[int], history: Sequence[tuple[str, str]]
+) -> bool:
+    """Answer a new turn at once with the finished answer its stream would replay from the cache.
+
+    Under the same key as `answer_stream_shared` (so the same readable collections and documents); False,
+    leaving the turn pending for its stream, when there is none or the cache cannot be read.
+    """
+    key = shared_answer_key(collection_ids=collection_ids, question=message.question, history=history)
+    if key is None:
+        return False
+    try:
+        cached = answer_cache_get_blocking(key)
+    except RedisError as exc:
+        logger.warning("the answer cache is unavailable: %s", exc)
+        return False
+    if cached is None or not cached.events or cached.events[-1].kind != "done":
+        return False
+    done = cached.events[-1]
+    searched = next((event.text for event in cached.events if event.kind == "sources" and event.text), "")
+    message_record_shared_answer(
+        message=message,
+        standalone_question=searched or message.question,
+        answer=done.text,
+        sources=done.sources,
+        origin=done.origin,
+        reused_at=cached.written_at,
+        busy_retry_after=model_busy_retry_after(done, last_busy=None),
+    )
+    ANSWERS_SERVED.labels("cache").inc()
+    return True
 
 
 def message_record_shared_answer(

@@ -1,7 +1,8 @@
 """Single-flight: everyone asking the same question at once is served by one retrieval and one generation.
 
-The first asker of a key (`search.answer_cache.answer_key`) takes a lease in Redis, renewed each second, and
-publishes every event of the answer to a Redis stream named by the lease; askers in other web processes
+The first asker of a key (`search.answer_cache.answer_key`) takes a lease in Redis, renewed every third of
+its length (at most each second), and publishes every event of the answer to a Redis stream named by the
+lease; askers in other web processes
 follow that stream, and askers in the same process read the same in-memory list. A leader that dies stops
 renewing; once its lease lapses a follower takes over and answers again, passing on only what its askers
 have not seen yet. When nobody follows any more (here or in another process) the answer is cancelled, and
@@ -32,6 +33,7 @@ from redis.exceptions import RedisError
 from search.answer_cache import answer_cache_get, answer_cache_set, event_as_dict, event_from_dict
 from search.answer_redis import KEY_PREFIX, answer_redis
 from search.embedding_cache import question_embeddings_cached
+from search.model_queue import answer_askers
 from search.retrieval_gate import retrieval_bounded
 from search.services import AnswerEvent
 
@@ -66,6 +68,11 @@ INTERRUPTED = AnswerEvent(kind="error", text="Something went wrong while answeri
 
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
+
+
+def _renew_interval_s() -> float:
+    """A third of the lease: two renewals may fail (a busy Redis, a busy process) before it lapses."""
+    return max(WATCH_INTERVAL_S, float(_setting("RAGSITE_ANSWER_LEASE_S", 15.0)) / 3)
 
 
 def _lease_key(key: str) -> str:
@@ -226,6 +233,7 @@ class _Hub:
     async def _lead(self, flight: Flight, start: StartAnswer) -> None:
         epoch = flight.epoch
         produce = asyncio.create_task(self._produce(flight, start, epoch))
+        renew_at = time.monotonic() + _renew_interval_s()
         try:
             while True:
                 done, _ = await asyncio.wait({produce}, timeout=WATCH_INTERVAL_S)
@@ -234,9 +242,11 @@ class _Hub:
                     await self._release(flight.key, epoch)
                     produce.result()
                     return
-                if not await self._renew(flight.key, epoch) and not produce.done():
-                    logger.warning("the lease of answer %s was taken over", flight.key[:12])
-                    return
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + _renew_interval_s()
+                    if not await self._renew(flight.key, epoch) and not produce.done():
+                        logger.warning("the lease of answer %s was taken over", flight.key[:12])
+                        return
                 if flight.subscribers <= 0 and not await self._watched_elsewhere(flight.key):
                     await self._abandon(flight.key, epoch)
                     return
@@ -257,6 +267,8 @@ class _Hub:
             source: AsyncGenerator[AnswerEvent, None] = _replay(cached.events)
         else:
             source = retrieval_bounded(start())
+        # The model takes first the answers the most people here wait for (search.model_queue).
+        answer_askers.set(lambda: flight.subscribers)
         with question_embeddings_cached():
             async with aclosing(source):
                 async for event in source:

@@ -91,12 +91,19 @@ def stem(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """Stemmed content terms in order of appearance, without stop and filler words."""
+    return list(_terms(text))
+
+
+# The same passages come back for many questions (and their sentences are checked against every answer
+# that cites them): their analysis is kept, the last few thousand texts of it.
+@lru_cache(maxsize=4096)
+def _terms(text: str) -> tuple[str, ...]:
     found: list[str] = []
     for word in words(text):
         for part in re.split(r"[.\-/'’]", word.lower()) if not any(c.isdigit() for c in word) else [word]:
             if part and part not in STOP_WORDS and part not in FILLER_WORDS and len(part) > 1:
                 found.append(stem(part) if not any(c.isdigit() for c in part) else part.lower())
-    return found
+    return tuple(found)
 
 
 def number_forms(token: str) -> set[str]:
@@ -152,6 +159,11 @@ def contains_exact(haystack: str, token: str) -> bool:
 
 def sentences(text: str) -> list[Span]:
     """Sentences (and list items, table rows, headings) of `text` with their offsets into it."""
+    return list(_sentences(text))
+
+
+@lru_cache(maxsize=2048)
+def _sentences(text: str) -> tuple[Span, ...]:
     spans: list[Span] = []
     for block_start, block in _blocks(text):
         for unit_start, unit in _lines_as_units(block):
@@ -163,7 +175,7 @@ def sentences(text: str) -> list[Span]:
                         continue
                     offset = block_start + unit_start + piece_start + (len(chunk) - len(chunk.lstrip()))
                     spans.append(Span(start=offset, end=offset + len(stripped), text=stripped))
-    return spans
+    return tuple(spans)
 
 
 def _blocks(text: str) -> list[tuple[int, str]]:

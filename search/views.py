@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -30,7 +31,13 @@ from search.models import Conversation, Feedback, Message
 from search.rendering import answer_html, passage_url
 from search.selectors import collection_ids_readable_by
 from search.services import AnswerEvent, SourceRef
-from search.shared_answers import answer_stream_shared, message_record_shared_answer, model_busy_retry_after
+from search.shared_answers import (
+    answer_stream_shared,
+    message_answer_reused,
+    message_record_shared_answer,
+    model_busy_retry_after,
+    shared_answer_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +138,20 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
     message = services.conversation_ask(
         user=request.user, question=form.cleaned_data["question"], conversation=conversation
     )
+    # A question answered before is answered here and now, from the cache: no stream to open for it.
+    reused = message_answer_reused(
+        message=message,
+        collection_ids=collection_ids_readable_by(user=request.user),
+        history=message_history(message=message) if conversation is not None else (),
+    )
     if not request.htmx:
         return redirect("search:conversation", conversation_id=message.conversation_id)
+    readable = _readable(user=request.user, messages=[message]) if reused else set()
     response = render(
         request,
         f"{TEMPLATE}#ask-response",
         {
-            "turn": _turn(message, readable=set()),
+            "turn": _turn(message, readable=readable),
             "form": AskForm(initial={"conversation": message.conversation_id}),
             "conversation": message.conversation,
             "conversations": conversation_list_for_user(user=request.user),
@@ -200,9 +214,28 @@ def _extract_block(text: str, sources: Sequence[SourceRef]) -> str:
     )
 
 
-def _answer_context(*, user: Any, message: Message) -> tuple[list[int], list[tuple[str, str]]]:
-    """What answering needs to know, read in one trip to the database: readable collections, the history."""
-    return collection_ids_readable_by(user=user), message_history(message=message)
+@dataclass(frozen=True)
+class _AnswerStart:
+    """What answering needs to know: readable collections, the history, the key its answer is shared under."""
+
+    collection_ids: list[int]
+    history: list[tuple[str, str]]
+    key: str | None
+
+
+def _answer_start(*, user: Any, message: Message) -> _AnswerStart | None:
+    """Claim the turn and read what answering it needs, in one trip to a thread; None when not claimed."""
+    if not services.message_claim(message=message):
+        return None
+    collection_ids, history = collection_ids_readable_by(user=user), message_history(message=message)
+    key = shared_answer_key(collection_ids=collection_ids, question=message.question, history=history)
+    return _AnswerStart(collection_ids=collection_ids, history=history, key=key)
+
+
+def _record_shared_answer(*, user: Any, message: Message, **answer: Any) -> set[int]:
+    """Record the answer (`message_record_shared_answer`), and which of its passages `user` may read."""
+    message_record_shared_answer(message=message, **answer)
+    return _readable(user=user, messages=[message])
 
 
 async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> AsyncIterator[str]:
@@ -211,23 +244,24 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
     Every path ends with one "done" event carrying the final, server-rendered and sanitised answer (or the
     reason there is none), which replaces what was streamed and closes the browser's EventSource.
     """
-    if not await db_sync_to_async(services.message_claim)(message=message):
+    start = await db_sync_to_async(_answer_start)(user=user, message=message)
+    if start is None:
         # A reconnect after the answer ended, or a second tab: show the outcome, never answer twice.
         current = await db_sync_to_async(message_get_for_user)(user=user, message_id=message.id)
         if current.status == Message.Status.STREAMING:
             current.error = "This question is being answered in another window."
         yield _sse("done", await _final_block(current, user=user, csrf_token=csrf_token))
         return
-    collection_ids, history = await db_sync_to_async(_answer_context)(user=user, message=message)
     standalone = message.question
     sources: tuple[SourceRef, ...] = ()
     finished = busy = False
     last_busy: AnswerEvent | None = None
     shared = answer_stream_shared(
-        collection_ids=collection_ids,
+        collection_ids=start.collection_ids,
         question=message.question,
-        history=history,
+        history=start.history,
         request_id=message.request_id,
+        key=start.key,
     )
     try:
         async for event in shared:
@@ -253,7 +287,8 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                 finished = True
                 yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
             elif event.kind == "done":
-                await db_sync_to_async(message_record_shared_answer)(
+                readable = await db_sync_to_async(_record_shared_answer)(
+                    user=user,
                     message=message,
                     standalone_question=standalone,
                     answer=event.text,
@@ -263,7 +298,7 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
                     busy_retry_after=model_busy_retry_after(event, last_busy=last_busy),
                 )
                 finished = True
-                yield _sse("done", await _final_block(message, user=user, csrf_token=csrf_token))
+                yield _sse("done", _answer_block(message, csrf_token=csrf_token, readable=readable))
     except Exception:
         logger.exception("answering message %s failed", message.id)
         await db_sync_to_async(services.message_record_failure)(

@@ -121,14 +121,15 @@ INSTALLED_APPS = [
     "sources",
 ]
 
+# Django's middleware with its hooks on the event loop rather than a thread each (ops/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ops.middleware.SecurityMiddleware",
+    "ops.middleware.SessionMiddleware",
+    "ops.middleware.CommonMiddleware",
+    "ops.middleware.CsrfViewMiddleware",
+    "ops.middleware.AuthenticationMiddleware",
+    "ops.middleware.MessageMiddleware",
+    "ops.middleware.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "ops.middleware.RequestContextMiddleware",
     # Rechecks single sign-on sessions with the provider (accounts/middleware.py); does nothing without SSO.
@@ -254,6 +255,11 @@ RAGSITE_EMBED_CACHE_LOCAL_ENTRIES = env.int("RAGSITE_EMBED_CACHE_LOCAL_ENTRIES",
 RAGSITE_ANSWER_LEASE_S = env.float("RAGSITE_ANSWER_LEASE_S", default=15.0)
 RAGSITE_ANSWER_MAX_EVENTS = env.int("RAGSITE_ANSWER_MAX_EVENTS", default=1024)
 RAGSITE_ANSWER_MAX_FLIGHTS = env.int("RAGSITE_ANSWER_MAX_FLIGHTS", default=2048)
+# The model (search/model_queue.py): a web process keeps at most as many chats at the inference API as its
+# engine runs at once; up to RAGSITE_MODEL_QUEUE_MAX_WAITING more answers wait, the most asked first, each at
+# most RAGSITE_MODEL_QUEUE_WAIT_S (then it keeps its extract, with "the model is busy").
+RAGSITE_MODEL_QUEUE_MAX_WAITING = env.int("RAGSITE_MODEL_QUEUE_MAX_WAITING", default=1024)
+RAGSITE_MODEL_QUEUE_WAIT_S = env.float("RAGSITE_MODEL_QUEUE_WAIT_S", default=60.0)
 # Retrieval (embedding, search, the extractive answer) runs for at most this many questions at once in a web
 # process; up to RAGSITE_RETRIEVAL_MAX_WAITING more wait at most RAGSITE_RETRIEVAL_MAX_WAIT_S for a turn. Past
 # that retrieval cannot keep up: the door answers new questions 429 and a waiting one is told to ask again.

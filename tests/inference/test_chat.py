@@ -137,6 +137,9 @@ def test_full_chat_queue_answers_429_and_recovers(start_service: StartService) -
     statuses = sorted(response.status_code for response in asyncio.run(burst()))
     assert statuses.count(200) >= 2 and set(statuses) == {200, 429}
     assert httpx.post(f"{service.url}/v1/chat/completions", json=CHAT, timeout=60).status_code == 200
+    # The chat model's card says how many it answers at once, for clients that queue their own.
+    cards = httpx.get(f"{service.url}/v1/models").json()["data"]
+    assert [card["max_active"] for card in cards if card["kind"] == "chat"] == [1]
 
 
 def test_chat_deadline_ends_both_kinds_of_answer_cleanly(start_service: StartService, tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ class FakeInference:
     chat_script: list[Action] = field(default_factory=list)
     embedding_script: list[Busy | Fail] = field(default_factory=list)
     default_reply: Reply = field(default_factory=lambda: Reply(["I do not know."]))
+    # What the chat model's card says it runs at once (None: the card does not say).
+    chat_max_active: int | None = None
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_inputs: list[str] = field(default_factory=list)
     _server: uvicorn.Server | None = field(default=None, repr=False)
@@ -83,6 +85,7 @@ class FakeInference:
         self.chat_requests.clear()
         self.embedding_inputs.clear()
         self.default_reply = Reply(["I do not know."])
+        self.chat_max_active = None
 
     @property
     def answer_requests(self) -> list[dict[str, Any]]:
@@ -115,7 +118,10 @@ class FakeInference:
                 break
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/v1/models":
-            await _json(send, 200, {"object": "list", "data": [{"id": EMBEDDING_MODEL}, {"id": CHAT_MODEL}]})
+            chat: dict[str, Any] = {"id": CHAT_MODEL}
+            if self.chat_max_active is not None:
+                chat.update(kind="chat", max_active=self.chat_max_active)
+            await _json(send, 200, {"object": "list", "data": [{"id": EMBEDDING_MODEL}, chat]})
         elif method == "GET" and path == "/readyz":
             await _json(send, 200, {"status": "ready"})
         elif method == "POST" and path == "/v1/embeddings":

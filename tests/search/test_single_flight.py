@@ -124,3 +124,10 @@ def test_an_answer_keeps_at_most_its_bound_of_events_here_and_in_redis(settings:
 
     assert len(leader) == len(follower) == 11 and leader[-1] == follower[-1] == ANSWER[-1]
     assert stream_length <= 10 + 2  # the bound, the final event and the end mark
+
+
+def test_a_lease_is_renewed_every_third_of_its_length_at_most_each_second(settings: Any) -> None:
+    settings.RAGSITE_ANSWER_LEASE_S = 15.0
+    assert single_flight._renew_interval_s() == 5.0
+    settings.RAGSITE_ANSWER_LEASE_S = 1.5
+    assert single_flight._renew_interval_s() == single_flight.WATCH_INTERVAL_S
