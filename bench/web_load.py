@@ -108,6 +108,10 @@ class Results:
     error_kinds: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    # Where each client that timed out was waiting: "post" (the question's response), "stream_open" (the
+    # stream's headers), "retrieval" (no sources yet), "answer" (sources, no extract: the model's answer),
+    # "end" (served with an extract; the model's answer had not ended).
+    timeout_stages: dict[str, int] = field(default_factory=dict)
 
     def fail(self, answer_block: str) -> None:
         """A stream that ended cleanly with a reason other than "busy" (the model timed out, say)."""
@@ -244,8 +248,9 @@ def finish(results: Results, answer: Answer, data: str, now_ms: float) -> None:
         generated(results, answer, now_ms)
 
 
-async def ask(port: int, session_key: str, question: str, results: Results) -> None:
-    """One client: POST /ask/ as htmx does, then read the answer's events to its end."""
+async def ask(port: int, session_key: str, question: str, results: Results, stage: list[str]) -> None:
+    """One client: POST /ask/ as htmx does, then read the answer's events to its end; `stage[0]` says what
+    it waits for."""
     csrf = secrets.token_hex(16)
     cookie = f"sessionid={session_key}; csrftoken={csrf}"
     body = urlencode({"question": question, "conversation": ""}).encode()
@@ -280,6 +285,7 @@ async def ask(port: int, session_key: str, question: str, results: Results) -> N
                 return
             results.error("ask_without_stream")
             return
+        stage[0] = "stream_open"
         writer.write(
             f"GET {match.group(1).decode()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
             "Accept: text/event-stream\r\nHX-Request: true\r\n\r\n".encode()
@@ -293,6 +299,7 @@ async def ask(port: int, session_key: str, question: str, results: Results) -> N
             results.error(f"stream_http_{status}")
             return
         results.stream_open_ms.append((time.perf_counter() - started) * 1000)
+        stage[0] = "retrieval"
         answer = Answer()
         seen_sources = False
         buffer = bytearray()
@@ -302,9 +309,11 @@ async def ask(port: int, session_key: str, question: str, results: Results) -> N
                 now_ms = (time.perf_counter() - started) * 1000
                 if name == "sources":
                     seen_sources = True
+                    stage[0] = "answer"
                     answer.passages = 'class="sources"' in data
                 elif name == "extract" and seen_sources:
                     served(results, answer, now_ms)
+                    stage[0] = "end"
                 elif name == "token":
                     if answer.ttft_ms is None:
                         results.answered += 1
@@ -320,11 +329,13 @@ async def ask(port: int, session_key: str, question: str, results: Results) -> N
 
 
 async def client(port: int, session_key: str, question: str, results: Results, deadline_s: float) -> None:
+    stage = ["post"]
     try:
         async with asyncio.timeout(deadline_s):
-            await ask(port, session_key, question, results)
+            await ask(port, session_key, question, results, stage)
     except TimeoutError:
         results.timeouts += 1
+        results.timeout_stages[stage[0]] = results.timeout_stages.get(stage[0], 0) + 1
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         results.error(type(exc).__name__)
     except (Malformed, ValueError, UnicodeDecodeError) as exc:
@@ -659,6 +670,7 @@ def main() -> int:
         "single_flight_joins": served_by.get("joined", 0),
         "errors": results.errors,
         "timeouts": results.timeouts,
+        "timeout_stages": results.timeout_stages,
         "refused": results.refused,
         "p50_sources_ms": percentile(results.sources_ms, 0.50),
         "p99_sources_ms": percentile(results.sources_ms, 0.99),

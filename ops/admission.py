@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 Scope = dict[str, Any]
@@ -15,6 +17,27 @@ Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 BUSY_BODY = b"The site is busy. Please try again in a few seconds.\n"
+
+# One budget for every wait of a request (the door's, and behind it retrieval's queue and the model's queue):
+# the wall-clock time (`time.time()`) past which it stops waiting for a turn. The door sets it to the
+# request's arrival plus its `max_wait_s`; a later request carrying on the same work (an answer's stream)
+# may bring it forward to the first request's. Each queue behind the door waits at most `wait_left(own)`,
+# so the waits together never exceed the one budget: a question admitted late is refused cleanly, instead
+# of waiting its full turn in every queue and running out of its asker's patience.
+wait_until: ContextVar[float | None] = ContextVar("wait_until", default=None)
+
+
+def wait_left(limit_s: float) -> float:
+    """How long a queue behind the door may still wait: `limit_s`, or less when the budget ends sooner."""
+    until = wait_until.get()
+    return limit_s if until is None else min(limit_s, until - time.time())
+
+
+def wait_until_at_most(until: float | None) -> None:
+    """Bring this request's wait budget forward to `until` (never back)."""
+    current = wait_until.get()
+    if until is not None and (current is None or until < current):
+        wait_until.set(until)
 
 
 # Load balancers' and Prometheus' probes: a lane of their own, so a flood of questions never makes a busy
@@ -86,7 +109,8 @@ class AdmissionLimit:
     its view runs. Each request handled may hold one of the pool's database connections (and Django gives
     each one a thread), so handling more at once than the pool holds only makes them queue for it and fail
     after its timeout with a 500. A request that finds the queue full, or waits longer than `max_wait_s`,
-    is answered 429 with Retry-After at once: before Django, a thread or the database see it. Probes
+    is answered 429 with Retry-After at once: before Django, a thread or the database see it (what is left of
+    `max_wait_s` after the door is the budget of the queues behind it: `wait_until`). Probes
     (`PROBE_PATHS`) have a small lane of their own. `overloaded(scope)`, when given, refuses a request at
     once while a stage behind the door cannot keep up (retrieval's queue is full, say); requests that
     `first(scope)` (the second step of work already admitted, such as an answer's stream after its
@@ -142,6 +166,8 @@ class AdmissionLimit:
         ):
             await self._refuse(send)
             return
+        if lane is self.lane:
+            wait_until.set(time.time() + self.max_wait_s)
         lane.waiting += 1
         try:
             async with asyncio.timeout(self.max_wait_s):

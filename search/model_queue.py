@@ -7,7 +7,8 @@ people could lose its place to one asked by one, and keep only its extract.
 
 So a web process keeps at most as many chats at the model as the model runs at once (`inference.chat_slots`;
 no bound where a replica does not say), and the answers beyond that wait here, each for at most
-`RAGSITE_MODEL_QUEUE_WAIT_S`, at most `RAGSITE_MODEL_QUEUE_MAX_WAITING` of them. When a chat ends, the
+`RAGSITE_MODEL_QUEUE_WAIT_S` (and never past the question's wait budget, `ops.admission.wait_until`), at most
+`RAGSITE_MODEL_QUEUE_MAX_WAITING` of them. When a chat ends, the
 answer with the most askers (`answer_askers`, which single-flight sets to the people following the answer)
 goes next; among equals, the one that waited longest. An answer that waited too long, or found the queue
 full, is told the model is busy and keeps its extract.
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+
+from ops.admission import wait_left
 
 # How many people wait for the answer being written in this context (single-flight sets it per answer).
 answer_askers: ContextVar[Callable[[], int]] = ContextVar("answer_askers", default=lambda: 1)
@@ -58,12 +61,12 @@ class ModelQueue:
         return self.slots is None or self.active < self.slots
 
     async def acquire(self, *, askers: Callable[[], int], slots: int | None, wait_s: float) -> bool:
-        """Take a place at the model; False when the queue is full or the wait ran out."""
+        """Take a place at the model; False when the queue is full or the wait ran out (or had none left)."""
         self.slots = slots
         if self._room() and not self.waiting:
             self.active += 1
             return True
-        if len(self.waiting) >= self.max_waiting:
+        if len(self.waiting) >= self.max_waiting or wait_s <= 0:
             return False
         waiter = _Waiter(askers=askers, order=next(self._order))
         self.waiting.append(waiter)
@@ -113,7 +116,7 @@ async def model_turn(*, slots: int | None) -> AsyncIterator[bool]:
     held = await queue.acquire(
         askers=answer_askers.get(),
         slots=slots,
-        wait_s=float(_setting("RAGSITE_MODEL_QUEUE_WAIT_S", 30.0)),
+        wait_s=wait_left(float(_setting("RAGSITE_MODEL_QUEUE_WAIT_S", 30.0))),
     )
     try:
         yield held

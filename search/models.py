@@ -45,6 +45,10 @@ class Message(models.Model):
     origin = models.CharField(max_length=20, blank=True)
     reused_at = models.DateTimeField(null=True, blank=True)
     busy_retry_after = models.PositiveIntegerField(null=True, blank=True)
+    # When the question stops waiting for a turn (its arrival at the web server's door plus the door's
+    # RAGSITE_WEB_MAX_WAIT_S): its answer's stream, a request of its own, waits in retrieval's and the model's
+    # queues only until then (ops.admission.wait_until). NULL when it came in by another way (tests, WSGI).
+    wait_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation_id", "created_at", "id"]

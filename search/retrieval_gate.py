@@ -1,7 +1,9 @@
 """Retrieval's bounded queue: how many questions are embedded and searched at once in a web process.
 
 Retrieval (embedding, search, the extractive answer) runs for at most `RAGSITE_RETRIEVAL_MAX_ACTIVE`
-questions at once; up to `RAGSITE_RETRIEVAL_MAX_WAITING` more wait at most `RAGSITE_RETRIEVAL_MAX_WAIT_S`.
+questions at once; up to `RAGSITE_RETRIEVAL_MAX_WAITING` more wait at most `RAGSITE_RETRIEVAL_MAX_WAIT_S`, and
+never past the question's wait budget (`ops.admission.wait_until`: its arrival at the door plus
+`RAGSITE_WEB_MAX_WAIT_S`, the door's wait included).
 A question's slot is freed by its first event after "sources" (its extractive answer, or its end), or as it
 starts to wait for the model (`search.model_queue.before_model`), whichever comes first: the
 generated answer then waits for the model on its own (the inference API bounds that queue), so a busy model
@@ -20,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
+from ops.admission import wait_left
 from ops.metrics import ANSWERS_SERVED
 from search.model_queue import before_model
 from search.services import AnswerEvent
@@ -80,12 +83,14 @@ async def retrieval_bounded(events: AsyncGenerator[AnswerEvent, None]) -> AsyncG
     """`events` with their retrieval in the gate: its slot is held until the first event after "sources"."""
     gate = _gate()
     async with aclosing(events):
-        if gate.overloaded():
+        # The wait shares the request's budget with the door's (ops.admission.wait_until).
+        wait_s = wait_left(gate.max_wait_s)
+        if gate.overloaded() or (wait_s <= 0 and gate.active.locked()):
             yield retrieval_busy()
             return
         gate.waiting += 1
         try:
-            async with asyncio.timeout(gate.max_wait_s):
+            async with asyncio.timeout(max(wait_s, 0.0)):
                 await gate.active.acquire()
         except TimeoutError:
             yield retrieval_busy()

@@ -8,6 +8,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
@@ -517,8 +518,11 @@ async def answer_stream(
 # Conversations and feedback -------------------------------------------------------------------------
 
 
-def conversation_ask(*, user: Any, question: str, conversation: Conversation | None = None) -> Message:
-    """Record a question as the next, still unanswered turn of `conversation` (a new one when None)."""
+def conversation_ask(
+    *, user: Any, question: str, conversation: Conversation | None = None, wait_until: datetime | None = None
+) -> Message:
+    """Record a question as the next, still unanswered turn of `conversation` (a new one when None);
+    `wait_until`: when its answer stops waiting for a turn (`Message.wait_until`)."""
     question = question.strip()
     with transaction.atomic():
         if conversation is None:
@@ -526,7 +530,7 @@ def conversation_ask(*, user: Any, question: str, conversation: Conversation | N
         else:
             conversation.save(update_fields=["updated_at"])
         return Message.objects.create(
-            conversation=conversation, question=question, request_id=uuid.uuid4().hex
+            conversation=conversation, question=question, request_id=uuid.uuid4().hex, wait_until=wait_until
         )
 
 

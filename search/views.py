@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -15,6 +16,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from ops.admission import wait_until, wait_until_at_most
 from ops.db import db_sync_to_async
 from search import services
 from search.conversations import (
@@ -135,8 +137,13 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
             response["HX-Reswap"] = "outerHTML"
             return response
         return _ask_page(request, conversation=conversation, form=form)
+    # The answer's stream is a request of its own: it inherits what is left of this one's wait budget.
+    until = wait_until.get()
     message = services.conversation_ask(
-        user=request.user, question=form.cleaned_data["question"], conversation=conversation
+        user=request.user,
+        question=form.cleaned_data["question"],
+        conversation=conversation,
+        wait_until=None if until is None else datetime.fromtimestamp(until, tz=UTC),
     )
     # A question answered before is answered here and now, from the cache: no stream to open for it.
     reused = message_answer_reused(
@@ -252,6 +259,9 @@ async def _answer_events(*, user: Any, message: Message, csrf_token: str) -> Asy
             current.error = "This question is being answered in another window."
         yield _sse("done", await _final_block(current, user=user, csrf_token=csrf_token))
         return
+    # Retrieval's and the model's queues wait only for what is left of the question's budget, the door's
+    # wait for the question included: a question admitted late is told to come back, not kept past it.
+    wait_until_at_most(None if message.wait_until is None else message.wait_until.timestamp())
     standalone = message.question
     sources: tuple[SourceRef, ...] = ()
     finished = busy = False

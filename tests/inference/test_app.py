@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -138,7 +139,13 @@ def test_each_api_request_is_logged_with_the_callers_request_id(
         headers={"X-Request-ID": "q-0123456789ab"},
     )
     assert response.status_code == 200
-    lines = [line for line in embedding_service.log().splitlines() if '"q-0123456789ab"' in line]
+    # The access line is written as the response ends, by another process: wait for it (bounded), not once.
+    deadline = time.monotonic() + 30
+    while (
+        not (lines := [line for line in embedding_service.log().splitlines() if '"q-0123456789ab"' in line])
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
     assert lines, embedding_service.log()[-2000:]
     entry = json.loads(lines[-1])
     assert (entry["path"], entry["status"], entry["request_id"]) == ("/v1/embeddings", 200, "q-0123456789ab")

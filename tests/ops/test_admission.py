@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import time
 from typing import Any
 
-from ops.admission import AdmissionLimit, Message
+from ops.admission import AdmissionLimit, Message, wait_left, wait_until_at_most
 
 
 class App:
@@ -207,3 +209,40 @@ def test_requests_that_give_up_waiting_while_others_wait_leave_no_slot_lost_and_
     statuses, queued, free = asyncio.run(scenario())
     assert statuses.count(429) == 500 and statuses[-3:] == [200, 200, 200]
     assert queued <= 100 and free == 1
+
+
+def test_the_door_gives_the_work_behind_it_what_is_left_of_one_wait_budget() -> None:
+    """The queues behind the door wait only for what the door's wait left (ops.admission.wait_until)."""
+    seen: list[float] = []
+
+    class Budget(App):
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["path"] == "/second/":
+                seen.append(wait_left(100.0))
+            await super().__call__(scope, receive, send)
+
+    async def scenario() -> None:
+        app = Budget()
+        limit = AdmissionLimit(app, max_active=1, max_waiting=10, max_wait_s=10, retry_after_s=1)
+        first = asyncio.create_task(request(limit, "/first/"))
+        await until_entered(app, 1)
+        second = asyncio.create_task(request(limit, "/second/"))
+        await asyncio.sleep(0.5)  # the second request waits at the door meanwhile
+        app.release.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    # Not the queue's own 100 s, nor the door's full 10 s: what its half second at the door left.
+    assert len(seen) == 1 and 8.0 < seen[0] <= 9.5
+
+
+def test_a_budget_can_be_brought_forward_but_never_back() -> None:
+    def scenario() -> tuple[float, float, float]:
+        before = wait_left(60.0)
+        wait_until_at_most(time.time() + 5)
+        sooner = wait_left(60.0)
+        wait_until_at_most(time.time() + 50)
+        return before, sooner, wait_left(60.0)
+
+    before, sooner, after = contextvars.copy_context().run(scenario)
+    assert before == 60.0 and 4.0 < sooner <= 5.0 and 3.0 < after <= 5.0

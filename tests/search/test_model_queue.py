@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ingest.models import Document
+from ops.admission import wait_until_at_most
 from search.model_queue import ModelQueue, model_queue, model_turn
 from search.services import AnswerEvent
 from search.shared_answers import SharedAnswer, answer_stream_shared
@@ -134,3 +136,17 @@ def test_the_answer_asked_by_more_people_reaches_the_model_before_one_asked_earl
     assert len(prompts) == 2
     assert asked_thrice in prompts[0] and asked_once in prompts[1]
     assert all(events[-1].origin == "model" for events in answers)
+
+
+def test_an_answer_whose_wait_budget_is_spent_does_not_queue_for_the_model(settings: Any) -> None:
+    """The model's queue waits only for what is left of the question's budget (ops.admission.wait_until)."""
+    settings.RAGSITE_MODEL_QUEUE_WAIT_S = 60
+
+    async def scenario() -> tuple[bool, bool, int]:
+        async with model_turn(slots=1) as held:  # the model is writing another answer
+            wait_until_at_most(time.time() - 1)
+            async with model_turn(slots=1) as late:
+                waiting = len(model_queue().waiting)
+        return held, late, waiting
+
+    assert run(scenario) == (True, False, 0)

@@ -4,9 +4,11 @@ that ends at the extract."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from ops.admission import wait_until, wait_until_at_most
 from search.model_queue import model_queue, model_turn
 from search.retrieval_gate import retrieval_bounded, retrieval_overloaded
 from search.services import AnswerEvent
@@ -72,3 +74,35 @@ def test_an_answer_waiting_for_the_model_gives_its_place_in_retrieval_back(setti
 
 async def collect(events: AsyncGenerator[AnswerEvent, None]) -> list[AnswerEvent]:
     return [event async for event in events]
+
+
+def test_retrieval_waits_only_for_what_is_left_of_the_questions_budget(settings: Any) -> None:
+    """A question whose turn at the door used its budget is told to come back instead of waiting again, but
+    goes through when a slot is free (no wait, nothing to refuse)."""
+    settings.RAGSITE_RETRIEVAL_MAX_ACTIVE = 1
+    settings.RAGSITE_RETRIEVAL_MAX_WAIT_S = 60
+
+    async def scenario() -> tuple[list[AnswerEvent], list[AnswerEvent], list[AnswerEvent], float]:
+        wait_until_at_most(time.time() - 1)  # the door's wait took the whole budget
+        alone = [event async for event in retrieval_bounded(scripted(*ANSWER)())]
+        hang = asyncio.Event()
+        first = retrieval_bounded(scripted(ANSWER[0], hang=hang)())
+        await anext(first)  # holds the one slot
+        spent = [event async for event in retrieval_bounded(scripted(*ANSWER)())]
+
+        async def some_left() -> tuple[list[AnswerEvent], float]:
+            wait_until.set(time.time() + 0.3)
+            started = time.monotonic()
+            events = [event async for event in retrieval_bounded(scripted(*ANSWER)())]
+            return events, time.monotonic() - started
+
+        left, waited = await asyncio.create_task(some_left())
+        hang.set()
+        await first.aclose()
+        return alone, spent, left, waited
+
+    alone, spent, left, waited = run(scenario)
+    assert alone == list(ANSWER)
+    assert kinds(spent) == ["error"] and spent[0].retry_after
+    # It waited the 0.3 s its budget had left, not retrieval's own 60 s.
+    assert kinds(left) == ["error"] and waited < 30

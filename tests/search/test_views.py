@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import re
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 from django.urls import reverse
 
+from ops.admission import wait_until
 from search.models import Conversation, Feedback, Message
 from tests.search.factories import add_chunks, make_document, make_group, make_message, make_user
 from tests.search.fake_inference import Busy, FakeInference, Reply
@@ -301,3 +304,19 @@ def test_passage_view_shows_a_split_tables_header_once_and_again_above_the_cited
     assert f'data-chunk-id="{chunks[1].id}">{cited_rows}' in cited_second
     assert cited_first.count("| City | Limit |") == 1  # the following chunk shows only its own rows
     assert cited_first.count("| Paris | 160 |") == 1
+
+
+def test_a_question_keeps_the_wait_budget_its_request_had_left_for_its_answers_stream(
+    client_for: Client,
+) -> None:
+    """The stream is a request of its own: retrieval and the model wait only for what the question's
+    arrival at the door left (ops.admission.wait_until), so a question admitted late is told to come back."""
+    until = time.time() + 42
+
+    def asked() -> Message:
+        wait_until.set(until)
+        return ask(client_for, "How long to return a laptop?")
+
+    message = contextvars.copy_context().run(asked)
+
+    assert message.wait_until is not None and abs(message.wait_until.timestamp() - until) < 0.01
