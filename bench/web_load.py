@@ -125,6 +125,17 @@ class Results:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
+def sources_rate(results: Results, embed_alone: float | None) -> dict[str, float | None]:
+    """Sources delivered per second (served / the time the last arrived, all clients starting at once) and,
+    with `--unique`, its ratio to the embedding service's rate alone for the same questions."""
+    rate = len(results.sources_ms) / (max(results.sources_ms) / 1000) if results.sources_ms else None
+    report: dict[str, float | None] = {"sources_per_s": None if rate is None else round(rate, 1)}
+    if embed_alone is not None:
+        report["embedding_alone_per_s"] = round(embed_alone, 1)
+        report["sources_rate_ratio"] = None if rate is None else round(rate / embed_alone, 3)
+    return report
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -473,6 +484,27 @@ def inference_rejections(url: str) -> dict[str, int]:
     return counts
 
 
+EMBED_ALONE_CONCURRENCY = 64  # enough requests in flight for the API's dynamic batching to fill its batches
+EMBED_ALONE_MAX_QUESTIONS = 2000  # a rate: 2,000 questions take 10 s or more at the rates seen here
+
+
+async def embedding_alone_per_s(questions: list[str]) -> float:
+    """Questions per second the inference API embeds alone (the web app stopped), one question a request as
+    the web app sends them, `EMBED_ALONE_CONCURRENCY` at once: the ceiling retrieval's rate is compared to."""
+    from search.inference import aembed
+
+    pending = list(dict.fromkeys(questions))[:EMBED_ALONE_MAX_QUESTIONS]
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        while pending:
+            await aembed([pending.pop()])
+
+    await asyncio.gather(*(worker() for _ in range(EMBED_ALONE_CONCURRENCY)))
+    count = min(len(set(questions)), EMBED_ALONE_MAX_QUESTIONS)
+    return count / (time.perf_counter() - started)
+
+
 def setup_data(clients: int) -> list[str]:
     """A group's collection holding the answers-dev documents, and one logged-in session per client."""
     from datetime import timedelta
@@ -655,6 +687,9 @@ def main() -> int:
         web_cpu_s = process_cpu_seconds(web.pid)
         rejections = inference_rejections(inference.url)
         served_by = answers_served(f"http://127.0.0.1:{port}")
+        stop(web)
+        web = None
+        embed_alone = asyncio.run(embedding_alone_per_s(questions)) if args.unique else None
     finally:
         if web is not None:
             stop(web)
@@ -676,6 +711,7 @@ def main() -> int:
         "p99_sources_ms": percentile(results.sources_ms, 0.99),
         "p50_ttft_ms": percentile(results.ttft_ms, 0.50),
         "p99_ttft_ms": percentile(results.ttft_ms, 0.99),
+        **sources_rate(results, embed_alone),
         "peak_rss_mb": kib_to_mb(web_status.get("VmHWM")),
         "web_cpu_s": web_cpu_s,
         "answered": results.answered,
