@@ -49,16 +49,21 @@ STREAM_GRACE_S = 60
 READ_BLOCK_MS = 200
 READ_COUNT = 256
 
-# Renew a lease we hold; one that lapsed while nobody took it (a stalled process) is ours again.
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+# Renew the leases we hold, many in one command (KEYS the leases, ARGV their epochs, then the length); one
+# that lapsed while nobody took it (a stalled process) is ours again. Returns the (1-based) positions of the
+# leases another holder has taken.
+_RENEW_MANY = """
+local lost = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == ARGV[i] then redis.call('PEXPIRE', key, ARGV[#ARGV])
+  elseif not holder then redis.call('SET', key, ARGV[i], 'PX', ARGV[#ARGV])
+  else table.insert(lost, i) end
 end
-return 0
+return lost
 """
+# Leases renewed per command: a few thousand GETs keep Redis busy for about a millisecond.
+RENEW_BATCH = 1000
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -109,6 +114,8 @@ class Flight:
         self.finished = False
         self.subscribers = 0
         self.epoch = ""
+        # Set by the hub's renewer when another holder took the lease of the run this process leads.
+        self.lease_lost = False
         self.reused_at: datetime | None = None
         self._once: set[str] = set()
         self._tokens = 0
@@ -163,6 +170,11 @@ class _Hub:
     followed: dict[str, _Follow] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # The answers this process leads, with the epoch of their lease, renewed together by one task: with
+    # thousands of answers waiting for retrieval, one renewal each every few seconds took the Redis pool's
+    # every connection (issue 16's --unique bench), and a command waiting for a connection then failed.
+    leading: dict[str, tuple[Flight, str]] = field(default_factory=dict)
+    renewer: asyncio.Task[None] | None = None
 
     async def join(self, key: str, start: StartAnswer) -> tuple[Flight, bool] | None:
         """The flight of `key` and whether it was already under way (here or elsewhere); None when full."""
@@ -232,8 +244,11 @@ class _Hub:
 
     async def _lead(self, flight: Flight, start: StartAnswer) -> None:
         epoch = flight.epoch
+        flight.lease_lost = False
+        self.leading[flight.key] = (flight, epoch)
+        if self.renewer is None or self.renewer.done():
+            self.renewer = asyncio.create_task(self._renew_all())
         produce = asyncio.create_task(self._produce(flight, start, epoch))
-        renew_at = time.monotonic() + _renew_interval_s()
         try:
             while True:
                 done, _ = await asyncio.wait({produce}, timeout=WATCH_INTERVAL_S)
@@ -242,15 +257,15 @@ class _Hub:
                     await self._release(flight.key, epoch)
                     produce.result()
                     return
-                if time.monotonic() >= renew_at:
-                    renew_at = time.monotonic() + _renew_interval_s()
-                    if not await self._renew(flight.key, epoch) and not produce.done():
-                        logger.warning("the lease of answer %s was taken over", flight.key[:12])
-                        return
+                if flight.lease_lost and not produce.done():
+                    logger.warning("the lease of answer %s was taken over", flight.key[:12])
+                    return
                 if flight.subscribers <= 0 and not await self._watched_elsewhere(flight.key):
                     await self._abandon(flight.key, epoch)
                     return
         finally:
+            if self.leading.get(flight.key, (None, ""))[0] is flight:
+                del self.leading[flight.key]
             if not produce.done():
                 produce.cancel()
                 await asyncio.gather(produce, return_exceptions=True)
@@ -261,7 +276,11 @@ class _Hub:
         stream = _events_key(flight.key, epoch)
         kept: list[AnswerEvent] = []
         published = 0
-        cached = await answer_cache_get(flight.key)
+        try:
+            cached = await answer_cache_get(flight.key)
+        except RedisError as exc:
+            logger.warning("the answer cache is unavailable, answering afresh: %s", exc)
+            cached = None
         if cached is not None:
             flight.reused_at = cached.written_at
             source: AsyncGenerator[AnswerEvent, None] = _replay(cached.events)
@@ -304,13 +323,34 @@ class _Hub:
             # Followers elsewhere will take over when the lease lapses; askers here are served all the same.
             logger.warning("publishing answer %s failed: %s", key[:12], exc)
 
-    async def _renew(self, key: str, epoch: str) -> bool:
+    async def _renew_all(self) -> None:
+        """Every `_renew_interval_s`, renew the leases of the answers this process leads, while any."""
+        while self.leading:
+            await asyncio.sleep(_renew_interval_s())
+            leases = list(self.leading.values())
+            for first in range(0, len(leases), RENEW_BATCH):
+                batch = leases[first : first + RENEW_BATCH]
+                lost = await self._renew_leases([(flight.key, epoch) for flight, epoch in batch])
+                for flight, epoch in batch:
+                    if flight.key in lost and flight.epoch == epoch:
+                        flight.lease_lost = True
+
+    async def _renew_leases(self, leases: Sequence[tuple[str, str]]) -> set[str]:
+        """Renew (key, epoch) leases in one command; the keys whose lease another holder has taken."""
         lease_ms = int(float(_setting("RAGSITE_ANSWER_LEASE_S", 15.0)) * 1000)
         try:
-            return bool(await answer_redis().eval(_RENEW, 1, _lease_key(key), epoch, lease_ms))
+            lost: Any = await answer_redis().eval(
+                _RENEW_MANY,
+                len(leases),
+                *[_lease_key(key) for key, _ in leases],
+                *[epoch for _, epoch in leases],
+                lease_ms,
+            )
         except RedisError as exc:
-            logger.warning("renewing the lease of answer %s failed: %s", key[:12], exc)
-            return True
+            # Two more tries before the leases lapse (a third of their length each).
+            logger.warning("renewing %d leases of answers failed: %s", len(leases), exc)
+            return set()
+        return {leases[int(position) - 1][0] for position in lost}
 
     async def _release(self, key: str, epoch: str) -> None:
         try:

@@ -19,6 +19,8 @@ Options (keyword arguments; the environment variable `create_engine_from_env` re
   prompt_format     "chat" (the model's chat template) or "completion" (plain prompt, for base models);
                     default: what the packaged model needs, else "chat"         [INFERENCE_CHAT_PROMPT_FORMAT]
   n_threads         llamacpp: CPU threads; default all cores                    [INFERENCE_CHAT_THREADS]
+  nice              llamacpp: the generating threads' niceness, 0 (default) to 19: the embedder, the web app
+                    and the database go first where they share the cores       [INFERENCE_CHAT_NICE]
   max_num_seqs      vllm: sequences batched at once; default 8 on CPU, vLLM's own on GPU
                                                                                 [INFERENCE_CHAT_MAX_SEQS]
   tensor_parallel_size, gpu_memory_utilization, enforce_eager, load_format, stream_interval, dtype, ...:
@@ -101,6 +103,7 @@ _ENV_OPTIONS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "INFERENCE_CHAT_MAX_WAITING": ("max_waiting", int, ("llamacpp", "vllm")),
     "INFERENCE_CHAT_PROMPT_FORMAT": ("prompt_format", str, ("llamacpp", "vllm")),
     "INFERENCE_CHAT_THREADS": ("n_threads", int, ("llamacpp",)),
+    "INFERENCE_CHAT_NICE": ("nice", int, ("llamacpp",)),
     "INFERENCE_CHAT_MAX_SEQS": ("max_num_seqs", int, ("vllm",)),
     "INFERENCE_VLLM_TP": ("tensor_parallel_size", int, ("vllm",)),
     "INFERENCE_VLLM_GPU_MEMORY": ("gpu_memory_utilization", float, ("vllm",)),

@@ -67,6 +67,16 @@ class _StopMatcher:
         return out
 
 
+def _thread_nice(nice: int) -> None:
+    """Lower the scheduling priority of this thread (and of the threads llama.cpp starts from it), not the
+    process's: on a machine whose cores the web app, the database and the embedder share with the model,
+    the embedding of a question (every asker waits for it) goes before the next token of an answer, and the
+    model writes with the CPU they leave. Linux takes a thread id for PRIO_PROCESS."""
+    if nice > 0:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+
+
 class LlamaCppEngine:
     """A ChatEngine over llama_cpp.Llama: one request generates at a time, `max_waiting` more queue."""
 
@@ -77,6 +87,7 @@ class LlamaCppEngine:
         model_name: str | None = None,
         context_tokens: int = 4096,
         n_threads: int | None = None,
+        nice: int = 0,
         max_waiting: int = 8,
         prompt_format: PromptFormat = "chat",
         **llama_kwargs: Any,
@@ -85,6 +96,9 @@ class LlamaCppEngine:
         self.model_name = model_name or Path(model_path).stem
         self.context_tokens = context_tokens
         self.n_threads = n_threads or os.cpu_count() or 1
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice must be 0 to 19 (added to the process's), not {nice}")
+        self.nice = nice
         self.prompt_format = prompt_format
         self.history: deque[JobRecord] = deque(maxlen=64)
         # Its high-level API generates one sequence at a time.
@@ -100,7 +114,9 @@ class LlamaCppEngine:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="llamacpp", initializer=_thread_nice, initargs=(self.nice,)
+        )
         self._llm = await asyncio.get_running_loop().run_in_executor(
             self._executor,
             lambda: Llama(

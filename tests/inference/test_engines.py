@@ -152,7 +152,7 @@ def test_engine_options_come_from_the_environment() -> None:
 # Builds the chat engine as the service's lifespan does (Settings.from_env, then default_chat_engine), starts
 # it, and reports what llama.cpp itself was given, as one JSON line.
 ENGINE_AS_CONFIGURED = """
-import asyncio, json
+import asyncio, json, os, threading
 import llama_cpp
 from inference.app import default_chat_engine
 from inference.backends import EngineOverloaded
@@ -186,6 +186,10 @@ async def main():
             "chat_template_used": engine._formatter is not None,
             "llama_kwargs": sorted(engine._llama_kwargs),
             "second_refused": refused,
+            "generating_thread_nice": engine._executor.submit(
+                lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            ).result(),
+            "process_nice": os.getpriority(os.PRIO_PROCESS, 0),
         }))
     finally:
         await engine.stop()
@@ -215,6 +219,7 @@ def test_inference_chat_settings_reach_the_llamacpp_engine() -> None:
         "INFERENCE_CHAT_MODEL_NAME": "helpdesk-chat",
         "INFERENCE_CHAT_MAX_WAITING": "0",
         "INFERENCE_CHAT_PROMPT_FORMAT": "completion",
+        "INFERENCE_CHAT_NICE": "7",
         # vLLM's own: Llama() would swallow them unnoticed (it takes **kwargs), so they must not be passed.
         "INFERENCE_CHAT_MAX_SEQS": "3",
         "INFERENCE_VLLM_TP": "2",
@@ -238,6 +243,8 @@ def test_inference_chat_settings_reach_the_llamacpp_engine() -> None:
     assert got["model_name"] == "helpdesk-chat"
     assert got["prompt_format"] == "completion" and not got["chat_template_used"]
     assert got["second_refused"], "INFERENCE_CHAT_MAX_WAITING=0: a second request must be refused"
+    # The generating thread yields to the embedder and the web app; the rest of the service does not.
+    assert got["generating_thread_nice"] == min(19, got["process_nice"] + 7)
     assert got["llama_kwargs"] == []
 
 

@@ -62,10 +62,10 @@ def test_a_crashed_leader_is_taken_over_once_its_lease_lapses_and_nothing_is_sho
     async def crash_and_take_over() -> tuple[list[AnswerEvent], bool]:
         dead, alive = single_flight._Hub(), single_flight._Hub()
 
-        async def stops_renewing(key: str, epoch: str) -> bool:
-            return True
+        async def stops_renewing(leases: Any) -> set[str]:
+            return set()
 
-        dead._renew = stops_renewing  # type: ignore[method-assign]
+        dead._renew_leases = stops_renewing  # type: ignore[method-assign]
         # The leader gets as far as the sources and the first token, then hangs without renewing its lease.
         joined_dead = await dead.join(key, scripted(*ANSWER[:3], hang=hang))
         assert joined_dead is not None
@@ -131,3 +131,34 @@ def test_a_lease_is_renewed_every_third_of_its_length_at_most_each_second(settin
     assert single_flight._renew_interval_s() == 5.0
     settings.RAGSITE_ANSWER_LEASE_S = 1.5
     assert single_flight._renew_interval_s() == single_flight.WATCH_INTERVAL_S
+
+
+def test_a_process_renews_the_leases_of_all_the_answers_it_leads_in_one_command(settings: Any) -> None:
+    """Thousands of answers waiting for retrieval must not take a Redis connection each to stay alive."""
+    settings.RAGSITE_ANSWER_LEASE_S = 1.5  # renewed every second
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    hang = asyncio.Event()
+
+    async def three_answers() -> tuple[list[list[str]], list[bool]]:
+        hub = single_flight._Hub()
+        calls: list[list[str]] = []
+        renew = hub._renew_leases
+
+        async def recorded(leases: Any) -> set[str]:
+            calls.append(sorted(key for key, _ in leases))
+            return await renew(leases)
+
+        hub._renew_leases = recorded  # type: ignore[method-assign]
+        flights = [await hub.join(key, scripted(ANSWER[0], hang=hang)) for key in keys]
+        await asyncio.sleep(2.2)  # past the lease's 1.5 s: alive only if renewed
+        alive = [await answer_redis().get(single_flight._lease_key(key)) is not None for key in keys]
+        hang.set()
+        for joined in flights:
+            assert joined is not None
+            hub.leave(joined[0])
+        return calls, alive
+
+    calls, alive = run(three_answers)
+
+    assert alive == [True, True, True]
+    assert calls and calls[0] == sorted(keys)
