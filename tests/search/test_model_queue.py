@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ingest.models import Document
-from ops.admission import wait_until_at_most
+from ops.admission import wait_until
 from search.model_queue import ModelQueue, model_queue, model_turn
 from search.services import AnswerEvent
 from search.shared_answers import SharedAnswer, answer_stream_shared
@@ -144,9 +144,10 @@ def test_an_answer_whose_wait_budget_is_spent_does_not_queue_for_the_model(setti
 
     async def scenario() -> tuple[bool, bool, int]:
         async with model_turn(slots=1) as held:  # the model is writing another answer
-            wait_until_at_most(time.time() - 1)
+            spent_budget = wait_until.set(time.time() - 1)
             async with model_turn(slots=1) as late:
                 waiting = len(model_queue().waiting)
+            wait_until.reset(spent_budget)  # async_to_sync carries context changes back to the test
         return held, late, waiting
 
     assert run(scenario) == (True, False, 0)
