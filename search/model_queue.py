@@ -83,7 +83,8 @@ class ModelQueue:
                     self.release()  # the place came as the wait ended: pass it on
                 else:
                     waiter.turn.cancel()
-                    self.waiting.remove(waiter)
+                    if waiter in self.waiting:  # a release may already have passed it over
+                        self.waiting.remove(waiter)
         return taken
 
     def release(self) -> None:
@@ -91,6 +92,10 @@ class ModelQueue:
         while self.waiting and self._room():
             best = max(self.waiting, key=lambda waiter: (waiter.askers(), -waiter.order))
             self.waiting.remove(best)
+            if best.turn.done():
+                # Its wait was cancelled (its asker left, or its time ran out) and it has not yet woken up to
+                # leave the queue: pass it over, and the place goes to the next.
+                continue
             self.active += 1
             best.turn.set_result(None)
 

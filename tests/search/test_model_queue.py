@@ -151,3 +151,24 @@ def test_an_answer_whose_wait_budget_is_spent_does_not_queue_for_the_model(setti
         return held, late, waiting
 
     assert run(scenario) == (True, False, 0)
+
+
+def test_a_wait_cancelled_just_before_its_turn_came_passes_the_place_on_without_an_error() -> None:
+    """A waiter whose task was cancelled (its asker left, its time ran out) stays in the queue until it wakes;
+    a release in between must pass it over, not hand the place to a cancelled turn (InvalidStateError) nor
+    leave the waiter to remove itself twice (ValueError), as 10,000 unique askers once made happen."""
+
+    async def scenario() -> tuple[bool, int, int]:
+        queue = ModelQueue(max_waiting=10)
+        assert await queue.acquire(askers=lambda: 1, slots=1, wait_s=30)
+        leaving = asyncio.create_task(queue.acquire(askers=lambda: 5, slots=1, wait_s=30))
+        staying = asyncio.create_task(queue.acquire(askers=lambda: 1, slots=1, wait_s=30))
+        await until(lambda: len(queue.waiting) == 2)
+        leaving.cancel()  # its turn is cancelled now; it leaves the queue only when it next runs
+        queue.release()  # the writer ends before that: the place must go to the other waiter
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        got = await staying
+        return got, queue.active, len(queue.waiting)
+
+    assert run(scenario) == (True, 1, 0)
