@@ -1,4 +1,6 @@
-"""Run one command with the embeddings-only inference API up and the database migrated, then stop it.
+"""Run one command with the inference API up and the database migrated, then stop it.
+
+The API serves embeddings only, unless EVALUATE_CHAT_ENGINE names a chat engine (`make evaluate QUESTIONS=N`).
 
     python bench/with_inference.py CMD ARGS...   # inside `python -m ragsite.devstack exec --`
 
@@ -29,7 +31,8 @@ def start_embeddings_api(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
-        "INFERENCE_CHAT_ENGINE": "none",
+        # A chat model only for what needs one (`make evaluate QUESTIONS=N`: generate_questions).
+        "INFERENCE_CHAT_ENGINE": os.environ.get("EVALUATE_CHAT_ENGINE", "none"),
         "INFERENCE_HOST": "127.0.0.1",
         "INFERENCE_PORT": str(port),
     }

@@ -89,9 +89,14 @@ class Chunk(models.Model):
     # A slot is NULL until its retriever's re-embedding reaches the chunk (NULLs are not indexed).
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
     embedding_b = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
+    # Document expansion (docs/retrieval.md, issue 17 item 3): questions the chat model wrote for this chunk
+    # that retrieve it near the top, one per line. Searched (weight C, below the text), never shown: a
+    # citation quotes `text`. A new generation starts without (its questions belong to the old chunk).
+    expansion = models.TextField(blank=True, default="", db_default="")
     search_vector = models.GeneratedField(
         expression=SearchVector("heading_path", weight="A", config="english")
-        + SearchVector("text", weight="B", config="english"),
+        + SearchVector("text", weight="B", config="english")
+        + SearchVector("expansion", weight="C", config="english"),
         output_field=SearchVectorField(),
         db_persist=True,
     )

@@ -591,3 +591,19 @@ def document_requeue_stalled() -> int:
     if requeued:
         logger.info("queued %d stalled document(s) again", requeued)
     return requeued
+
+
+def chunks_expansion_set(*, expansions: dict[int, str]) -> int:
+    """Set chunks' searched-only expansion text (their full-text vectors follow); how many changed.
+
+    search.LexemeFrequency's triggers recount the changed vectors' lexemes in the same statement.
+    """
+    changed = 0
+    for chunk_id, expansion in expansions.items():
+        changed += Chunk.objects.filter(id=chunk_id).exclude(expansion=expansion).update(expansion=expansion)
+    return changed
+
+
+def chunks_expansion_clear(*, collection_ids: Sequence[int]) -> int:
+    """Empty the expansion of every chunk of the collections; how many chunks had one."""
+    return Chunk.objects.filter(collection_id__in=collection_ids).exclude(expansion="").update(expansion="")

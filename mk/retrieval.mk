@@ -1,6 +1,6 @@
 # Retrieval quality and speed (docs/retrieval.md). Each target starts throwaway PostgreSQL and an
 # embeddings-only inference API, runs, stops them, and prints one JSON object as its last line.
-#   make evaluate DATASET=/path/to/beir-dataset MODE=keyword|dense|hybrid|baseline [K=10]
+#   make evaluate DATASET=/path/to/beir-dataset MODE=keyword|dense|hybrid|baseline [K=10] [QUESTIONS=N]
 #   make bench-retrieval [BENCH_ARGS="--chunks 100000"]
 MODE ?= hybrid
 K ?= 10
@@ -11,9 +11,14 @@ RETRIEVAL_STACK = $(VPY) -m ragsite.devstack exec -- $(VPY) bench/with_inference
 
 .PHONY: evaluate bench-retrieval
 
-evaluate: $(STAMP)/venv $(STAMP)/venv-inference
+# QUESTIONS=N first generates questions for N chunks of the loaded corpus with the CPU chat model and
+# evaluates with them as document expansion (manage.py generate_questions; docs/retrieval.md).
+QUESTIONS ?=
+evaluate: $(STAMP)/venv $(STAMP)/venv-inference $(if $(QUESTIONS),$(STAMP)/engine-llamacpp $(STAMP)/model-$(CHAT_MODEL))
 	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=dir MODE=keyword|dense|hybrid|baseline" >&2; exit 2; }
-	@INFERENCE_TORCH_THREADS=$(EVALUATE_TORCH_THREADS) $(RETRIEVAL_STACK) $(VPY) manage.py evaluate --dataset "$(DATASET)" --mode $(MODE) --k $(K) --json
+	@$(if $(QUESTIONS),EVALUATE_CHAT_ENGINE=llamacpp) INFERENCE_TORCH_THREADS=$(EVALUATE_TORCH_THREADS) \
+		$(RETRIEVAL_STACK) $(VPY) manage.py evaluate --dataset "$(DATASET)" --mode $(MODE) --k $(K) --json \
+		$(if $(QUESTIONS),--generate-questions $(QUESTIONS))
 
 bench-retrieval: $(STAMP)/venv $(STAMP)/venv-inference
 	@$(RETRIEVAL_STACK) $(VPY) bench/retrieval.py $(BENCH_ARGS)

@@ -12,6 +12,7 @@ from django.db.models import F
 
 from ingest.models import Chunk
 from search.management.commands.export_feedback import as_pairs
+from search.models import GeneratedQuestion
 from search.selectors import feedback_list
 
 
@@ -26,8 +27,9 @@ class TrainingPair:
 
 
 def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[TrainingPair]:
-    """Pairs from the organisation's own data: heading path -> the live chunk's text, and question -> each
-    passage a helpful answer cited (thumbs up). Chunks group by document, feedback by itself."""
+    """Pairs from the organisation's own data: heading path -> the live chunk's text, a kept generated
+    question -> its live chunk's text (`manage.py generate_questions`), and question -> each passage a
+    helpful answer cited (thumbs up). Chunks and generated questions group by document, feedback by itself."""
     chunks = Chunk.objects.filter(generation=F("document__generation")).exclude(heading_path="")
     if collection_ids:
         chunks = chunks.filter(collection_id__in=collection_ids)
@@ -37,6 +39,20 @@ def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[Trai
         )
         for chunk_id, document_id, heading, text in chunks.order_by("id").values_list(
             "id", "document_id", "heading_path", "text"
+        )
+        if text.strip()
+    ]
+    generated = GeneratedQuestion.objects.filter(
+        kept=True, chunk__generation=F("chunk__document__generation")
+    ).exclude(text="")
+    if collection_ids:
+        generated = generated.filter(chunk__collection_id__in=collection_ids)
+    pairs += [
+        TrainingPair(
+            anchor=question, positive=text, source=f"generated:{question_id}", group=f"document:{document_id}"
+        )
+        for question_id, document_id, question, text in generated.order_by("id").values_list(
+            "id", "chunk__document_id", "text", "chunk__text"
         )
         if text.strip()
     ]

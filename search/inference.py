@@ -254,6 +254,11 @@ async def _chat_model(url: str) -> str:
     return (await _chat_card(url)).model
 
 
+async def chat_model_name() -> str:
+    """The chat model that answers: INFERENCE_CHAT_MODEL, else the one the first replica serves."""
+    return await _chat_model(_base_urls()[0])
+
+
 async def chat_slots() -> int | None:
     """How many chats the replicas answer at once, together; None when one does not say (or cannot)."""
     total = 0

@@ -131,3 +131,31 @@ class ChunkSentences(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.chunk_id}: {len(self.starts)} sentences ({self.model_id})"
+
+
+class GeneratedQuestion(models.Model):
+    """A question the chat model wrote for a chunk (doc2query), and whether it found its chunk again.
+
+    `kept` questions retrieved their own chunk within the top `rank` limit (search/generated_questions.py);
+    they expand the chunk's full-text vector and become fine-tuning pairs. Rejected ones are stored too, so
+    that a run resumes where it stopped: a chunk with any row for a model is done for that model, and a
+    row with empty `text` records a reply that held no question. The rows go with their chunk (ON DELETE
+    CASCADE in the database, migration 0005), so a re-ingested document starts with none.
+    """
+
+    chunk = models.ForeignKey(
+        "ingest.Chunk", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    # The chat model that wrote it: a run for another model generates afresh.
+    model = models.CharField(max_length=200)
+    text = models.TextField()
+    kept = models.BooleanField()
+    # The chunk's place among the question's results (1 = first); NULL when it was not in the top ones.
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(name="generated_question_chunk", fields=["chunk", "model"])]
+
+    def __str__(self) -> str:
+        return f"chunk {self.chunk_id}: {self.text[:60] or '(no question)'}"

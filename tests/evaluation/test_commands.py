@@ -117,3 +117,23 @@ def test_evaluate_keep_reuses_the_loaded_corpus(tmp_path: Path, use_embeddings: 
 def test_evaluate_refuses_a_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="corpus.jsonl"):
         call_command("evaluate", "--dataset", str(tmp_path))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_generates_questions_once_and_compares_with_and_without_expansion(
+    tmp_path: Path, use_inference: Any
+) -> None:
+    """With the CPU chat model: questions for the kept corpus, resumed (not remade) by the next run."""
+    dataset = str(write_dataset(tmp_path / "tiny"))
+
+    first = evaluate("--dataset", dataset, "--mode", "keyword", "--keep", "--generate-questions", "2")
+    resumed = evaluate("--dataset", dataset, "--mode", "keyword", "--keep", "--generate-questions", "2")
+    without = evaluate("--dataset", dataset, "--mode", "keyword", "--keep", "--expansion", "off")
+    again = evaluate("--dataset", dataset, "--mode", "keyword", "--keep", "--expansion", "on")
+
+    generation = first["question_generation"]
+    assert generation["chunks_done"] == 2 and generation["questions"] >= 1
+    assert first["expanded_chunks"] == generation["chunks_with_kept"]
+    assert resumed["question_generation"]["chunks_done"] == min(2, Chunk.objects.count() - 2)
+    assert without["expanded_chunks"] == 0
+    assert again["expanded_chunks"] == resumed["expanded_chunks"] >= first["expanded_chunks"]

@@ -10,3 +10,50 @@ def test_vector_extension_is_at_least_0_8() -> None:
     assert row is not None, "the vector extension was not created by the migrations"
     major, minor = (int(part) for part in row[0].split(".")[:2])
     assert (major, minor) >= (0, 8)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_adding_the_expansion_keeps_every_chunks_vector_and_the_lexeme_counts_exact() -> None:
+    """ingest.0006 rebuilds `search_vector` with the empty expansion: nothing searched or counted changes."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tests.search.test_models import counted, recounted
+
+    before, after = [("ingest", "0005_document_notes")], [("ingest", "0006_chunk_expansion")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    collection = apps.get_model("ingest", "Collection").objects.create(name="migrated")
+    document = apps.get_model("ingest", "Document").objects.create(
+        collection=collection, file="", original_name="a.txt", sha256="0" * 64, generation=1
+    )
+    texts = ["Parking permits are issued in April.", "Annual leave is booked in the HR portal."]
+    apps.get_model("ingest", "Chunk").objects.bulk_create(
+        apps.get_model("ingest", "Chunk")(
+            document=document,
+            collection=collection,
+            generation=1,
+            ordinal=n,
+            text=text,
+            heading_path="Handbook",
+            char_start=0,
+            char_end=len(text),
+            token_count=len(text.split()),
+        )
+        for n, text in enumerate(texts)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search_vector::text FROM ingest_chunk ORDER BY id")
+        vectors = cursor.fetchall()
+    counts = counted()
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search_vector::text FROM ingest_chunk ORDER BY id")
+        assert cursor.fetchall() == vectors
+    assert counted() == counts == recounted()
+    assert counts["permit"] == 1

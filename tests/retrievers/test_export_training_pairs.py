@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from evaluation.datasets import dataset_load
 from ingest.models import Chunk
 from retrievers.management.commands.export_training_pairs import is_held_out
-from search.models import Feedback
+from search.models import Feedback, GeneratedQuestion
 from tests.search.factories import add_chunks, make_collection, make_document
 from tests.search.test_export_feedback import make_feedback
 
@@ -83,3 +83,29 @@ def test_nothing_to_export_and_unknown_collections_are_clear_errors(tmp_path: Pa
         export("--out-dir", str(tmp_path))
     with pytest.raises(CommandError, match="No collection is named 'missing'"):
         export("--out-dir", str(tmp_path), "--collection", "missing")
+
+
+def test_kept_generated_questions_are_pairs_grouped_with_their_document(tmp_path: Path) -> None:
+    collection = make_collection(name="handbook")
+    documents = [make_document(collection=collection) for _ in range(30)]
+    for n, document in enumerate(documents):
+        (chunk,) = add_chunks(document, f"Procedure {n} has {n} steps.")
+        GeneratedQuestion.objects.create(
+            chunk=chunk, model="m", text=f"How many steps has {n}?", kept=True, rank=1
+        )
+        GeneratedQuestion.objects.create(chunk=chunk, model="m", text=f"Who wrote {n}?", kept=False)
+        GeneratedQuestion.objects.create(chunk=chunk, model="m", text="", kept=False)
+    stale = Chunk.objects.get(document=documents[0])
+    Chunk.objects.filter(id=stale.id).update(generation=0)
+
+    summary = export("--out-dir", str(tmp_path), "--heldout-pct", "20")
+
+    train, heldout = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "heldout.jsonl")
+    assert summary["from_generated_questions"] == 29, "kept ones of live chunks only"
+    assert {row["anchor"] for row in train + heldout} == {f"How many steps has {n}?" for n in range(1, 30)}
+    for row in train + heldout:
+        question = GeneratedQuestion.objects.get(id=int(row["source"].removeprefix("generated:")))
+        chunk = Chunk.objects.get(id=question.chunk_id)
+        assert row["positive"] == chunk.text
+        assert (row in heldout) == is_held_out(f"document:{chunk.document_id}", heldout_pct=20)
+    assert train and heldout

@@ -1,5 +1,6 @@
-"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep] [--retriever R]`: quality
-(M: keyword, dense, hybrid, or baseline, the model alone on whole passages)."""
+"""`manage.py evaluate --dataset DIR [--mode M] [--k 10] [--json] [--keep] [--retriever R]
+[--generate-questions N] [--expansion on|off]`: quality (M: keyword, dense, hybrid, or baseline, the model
+alone on whole passages), optionally with generated questions as document expansion."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from evaluation.services import (
     dataset_evaluate,
     dataset_evaluate_whole_passages,
 )
+from ingest.models import Chunk
 from ingest.services import chunks_slot_fill
 from retrievers.selectors import embedding_slot_active, embedding_slot_of, retriever_get
+from search.generated_questions import GenerationProgress, expansions_apply, questions_generate
 from search.retrieval import MODES
 
 
@@ -56,6 +59,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--retriever",
             help="evaluate this retriever (name or id; it must own a vector slot) instead of the active one",
+        )
+        parser.add_argument(
+            "--generate-questions",
+            type=int,
+            default=0,
+            metavar="N",
+            help="first generate questions for up to N more chunks of the corpus with the chat model "
+            "(resumable with --keep) and use the kept ones as document expansion",
+        )
+        parser.add_argument(
+            "--expansion",
+            choices=("on", "off"),
+            help="on: expand every chunk with its kept generated questions; off: evaluate without "
+            "(default: on after --generate-questions, else as the corpus is)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -106,6 +123,17 @@ class Command(BaseCommand):
         try:
             # Ingestion embedded the corpus for the active retriever; another one's vectors are added here.
             chunks_slot_fill(slot=slot, collection_id=collection.id)
+            generation = None
+            if options["generate_questions"] > 0:
+                generation = questions_generate(
+                    collection_ids=[collection.id],
+                    budget=options["generate_questions"],
+                    on_progress=self._generation_progress,
+                ).as_dict()
+            expansion = options["expansion"] or ("on" if generation else None)
+            if expansion is not None:
+                expansions_apply(collection_ids=[collection.id], enabled=expansion == "on")
+            expanded = Chunk.objects.filter(collection=collection).exclude(expansion="").count()
             scores = dataset_evaluate(
                 dataset=dataset, collection=collection, mode=options["mode"], k=options["k"], slot=slot
             )
@@ -117,6 +145,8 @@ class Command(BaseCommand):
             "dataset": dataset.name,
             "documents": len(dataset.corpus),
             "corpus_reused": reused,
+            "expanded_chunks": expanded,
+            **({"question_generation": generation} if generation else {}),
             "load_s": round(loaded - started, 1),
             "search_s": round(time.monotonic() - loaded, 1),
         }
@@ -136,6 +166,15 @@ class Command(BaseCommand):
             (f"MRR@{k}", f"mrr_at_{k}"),
         ):
             self.stdout.write(f"  {label:<11} {result[key]:.4f}")
+
+    def _generation_progress(self, progress: GenerationProgress) -> None:
+        if progress.chunks_done == progress.chunks_total or progress.chunks_done % 10 == 0:
+            print(
+                f"questions for {progress.chunks_done}/{progress.chunks_total} chunks, "
+                f"{progress.kept_rate:.0%} kept, {progress.seconds_per_chunk:.1f} s/chunk",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _progress(self, done: int, total: int) -> None:
         if done == total or done % 200 == 0:

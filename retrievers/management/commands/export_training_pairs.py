@@ -53,9 +53,10 @@ def _write_beir(out: Path, pairs: list[TrainingPair]) -> dict[str, int]:
 
 class Command(BaseCommand):
     help = (
-        "Export fine-tuning pairs from the organisation's own data (heading path -> chunk, helpful "
-        "answers' question -> cited passage) for training/, split into train.jsonl and heldout.jsonl, "
-        "and the held-out pairs as a BEIR evaluation set in heldout-beir/ for the quality gate."
+        "Export fine-tuning pairs from the organisation's own data (heading path -> chunk, kept "
+        "generated question -> chunk, helpful answers' question -> cited passage) for training/, split "
+        "into train.jsonl and heldout.jsonl, and the held-out pairs as a BEIR evaluation set in "
+        "heldout-beir/ for the quality gate."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -77,7 +78,8 @@ class Command(BaseCommand):
         pairs = training_pairs_list(collection_ids=collection_ids or None)
         if not pairs:
             raise CommandError(
-                "There is nothing to export: no document has headed chunks and no answer was marked helpful."
+                "There is nothing to export: no document has headed chunks or kept generated questions, "
+                "and no answer was marked helpful."
             )
         train = [p for p in pairs if not is_held_out(p.group, heldout_pct=options["heldout_pct"])]
         heldout = [p for p in pairs if is_held_out(p.group, heldout_pct=options["heldout_pct"])]
@@ -90,6 +92,7 @@ class Command(BaseCommand):
             "train": len(train),
             "heldout": len(heldout),
             "from_feedback": sum(p.source.startswith("feedback:") for p in pairs),
+            "from_generated_questions": sum(p.source.startswith("generated:") for p in pairs),
             "heldout_beir": beir,
             "out_dir": str(out),
         }
