@@ -5,7 +5,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("ingest", "0006_chunk_expansion"),
-        ("search", "0004_chunk_sentences"),
+        ("search", "0005_message_wait_until"),
     ]
 
     operations = [
