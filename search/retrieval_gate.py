@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 import weakref
-from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -34,55 +32,17 @@ def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
-# How the queue's drain rate is measured: the turns that ended in the last RATE_WINDOW_S seconds, once there
-# are at least RATE_MIN_TURNS of them (fewer say little about a rate).
-RATE_WINDOW_S = 30.0
-RATE_MIN_TURNS = 8
-
-
 class _RetrievalGate:
-    """At most `max_active` questions in retrieval at once; up to `max_waiting` wait, each `max_wait_s`.
-
-    A question that would not get its turn in time is refused at once rather than after waiting for it: by
-    Little's law a queue of n that drains at λ turns a second makes its last wait about n / λ, so while the
-    queue is full a newcomer whose wait left is shorter than that is turned away before it holds anything (a
-    place at the door, a thread, its asker's time). λ is measured, not assumed: the turns that ended in the
-    last `RATE_WINDOW_S`, counted only while every place is taken (when one is free nobody waits).
-    """
+    """At most `max_active` questions in retrieval at once; up to `max_waiting` wait, each `max_wait_s`."""
 
     def __init__(self, *, max_active: int, max_waiting: int, max_wait_s: float) -> None:
         self.active = asyncio.Semaphore(max_active)
         self.max_waiting = max_waiting
         self.max_wait_s = max_wait_s
         self.waiting = 0
-        self.ended: deque[float] = deque()
 
-    def turn_ended(self) -> None:
-        now = time.monotonic()
-        self.ended.append(now)
-        while self.ended and self.ended[0] < now - RATE_WINDOW_S:
-            self.ended.popleft()
-
-    def expected_wait_s(self) -> float:
-        """How long a question joining the queue now would wait for its turn; 0 with a place free, and
-        infinite for a full queue whose drain rate is not known yet."""
-        if not self.active.locked():
-            return 0.0
-        now = time.monotonic()
-        while self.ended and self.ended[0] < now - RATE_WINDOW_S:
-            self.ended.popleft()
-        if len(self.ended) < RATE_MIN_TURNS:
-            return 0.0 if self.waiting < self.max_waiting else math.inf
-        rate = len(self.ended) / max(now - self.ended[0], 1e-3)
-        return (self.waiting + 1) / rate
-
-    def overloaded(self, wait_s: float | None = None) -> bool:
-        """Whether a question may not join: the queue is full, or its turn would come after `wait_s` (by
-        default the queue's own bound)."""
-        if not self.active.locked():
-            return False
-        limit = self.max_wait_s if wait_s is None else wait_s
-        return self.waiting >= self.max_waiting or self.expected_wait_s() > limit
+    def overloaded(self) -> bool:
+        return self.active.locked() and self.waiting >= self.max_waiting
 
 
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RetrievalGate] = weakref.WeakKeyDictionary()
@@ -102,8 +62,7 @@ def _gate() -> _RetrievalGate:
 
 
 def retrieval_overloaded() -> bool:
-    """Whether retrieval's queue in this process is full, or a question asked now would not get its turn
-    within retrieval's own wait: the door refuses new questions while it is."""
+    """Whether retrieval's queue in this process is full: the door refuses new questions while it is."""
     try:
         return _gate().overloaded()
     except RuntimeError:  # no running loop
@@ -126,7 +85,7 @@ async def retrieval_bounded(events: AsyncGenerator[AnswerEvent, None]) -> AsyncG
     async with aclosing(events):
         # The wait shares the request's budget with the door's (ops.admission.wait_until).
         wait_s = wait_left(gate.max_wait_s)
-        if gate.overloaded(wait_s):
+        if gate.overloaded() or (wait_s <= 0 and gate.active.locked()):
             yield retrieval_busy()
             return
         gate.waiting += 1
@@ -144,7 +103,6 @@ async def retrieval_bounded(events: AsyncGenerator[AnswerEvent, None]) -> AsyncG
             nonlocal held
             if held:
                 held = False
-                gate.turn_ended()
                 gate.active.release()
 
         # An answer with no extract goes from its sources straight to the model's queue: its place here is

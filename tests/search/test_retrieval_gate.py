@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ops.admission import wait_until
-from search import retrieval_gate
 from search.model_queue import model_queue, model_turn
 from search.retrieval_gate import retrieval_bounded, retrieval_overloaded
 from search.services import AnswerEvent
@@ -108,36 +107,3 @@ def test_retrieval_waits_only_for_what_is_left_of_the_questions_budget(settings:
     assert kinds(spent) == ["error"] and spent[0].retry_after
     # It waited the 0.3 s its budget had left, not retrieval's own 60 s.
     assert kinds(left) == ["error"] and waited < 30
-
-
-def test_a_question_that_would_not_get_its_turn_in_time_is_refused_before_it_waits() -> None:
-    """Little's law: a full queue of n draining at a measured rate turns away a question whose wait left is
-    shorter than n / rate, at once, instead of after it waited (holding a thread and its asker's time)."""
-
-    async def scenario() -> dict[str, bool]:
-        gate = retrieval_gate._RetrievalGate(max_active=1, max_waiting=1000, max_wait_s=120)
-        free = gate.overloaded(wait_s=0.5)
-        await gate.active.acquire()  # every place taken
-        unknown_rate = gate.overloaded(wait_s=0.5)  # no rate measured yet: only the queue's bound counts
-        now = time.monotonic()
-        gate.ended.extend(now - 10 + second for second in range(10))  # one turn a second, for ten seconds
-        gate.waiting = 20  # a newcomer's turn comes in about 21 s
-        verdicts = {
-            "free": free,
-            "unknown_rate": unknown_rate,
-            "10 s left": gate.overloaded(wait_s=10),
-            "60 s left": gate.overloaded(wait_s=60),
-            "at the door (the queue's 120 s)": gate.overloaded(),
-        }
-        gate.waiting = 200  # about 201 s: past the queue's own bound
-        verdicts["at the door, 200 waiting"] = gate.overloaded()
-        return verdicts
-
-    assert run(scenario) == {
-        "free": False,
-        "unknown_rate": False,
-        "10 s left": True,
-        "60 s left": False,
-        "at the door (the queue's 120 s)": False,
-        "at the door, 200 waiting": True,
-    }
