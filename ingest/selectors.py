@@ -92,3 +92,14 @@ def documents_in_progress(*, document_ids: list[int]) -> dict[int, tuple[str, in
     """Status and progress of each of `document_ids` (for the command line's progress bar)."""
     rows = Document.objects.filter(id__in=document_ids).values_list("id", "status", "progress")
     return {document_id: (status, progress) for document_id, status, progress in rows}
+
+
+def collection_ids_named(names: list[str]) -> list[int]:
+    """The ids of the collections named `names`, in order; LookupError naming the first one missing."""
+    ids = []
+    for name in names:
+        collection = Collection.objects.filter(name=name).first()
+        if collection is None:
+            raise LookupError(f"No collection is named {name!r}.")
+        ids.append(collection.id)
+    return ids

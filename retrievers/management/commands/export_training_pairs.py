@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.models import Collection
+from ingest.selectors import collection_ids_named
 from retrievers.training_data import TrainingPair, training_pairs_list
 
 
@@ -69,12 +69,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0 < options["heldout_pct"] < 100:
             raise CommandError("--heldout-pct must be between 1 and 99.")
-        collection_ids = []
-        for name in options["collection"]:
-            collection = Collection.objects.filter(name=name).first()
-            if collection is None:
-                raise CommandError(f"No collection is named {name!r}.")
-            collection_ids.append(collection.id)
+        try:
+            collection_ids = collection_ids_named(options["collection"])
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
         pairs = training_pairs_list(collection_ids=collection_ids or None)
         if not pairs:
             raise CommandError(

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.models import Collection
+from ingest.selectors import collection_ids_named
 from search import inference
 from search.generated_questions import CONSISTENCY_TOP_K, GenerationProgress, questions_generate
 
@@ -40,12 +40,10 @@ class Command(BaseCommand):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         if options["budget"] < 1:
             raise CommandError("--budget must be at least 1.")
-        collection_ids = []
-        for name in options["collection"]:
-            collection = Collection.objects.filter(name=name).first()
-            if collection is None:
-                raise CommandError(f"No collection is named {name!r}.")
-            collection_ids.append(collection.id)
+        try:
+            collection_ids = collection_ids_named(options["collection"])
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
         try:
             summary = questions_generate(
                 collection_ids=collection_ids or None,
