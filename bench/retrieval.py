@@ -403,6 +403,11 @@ def main() -> int:
             **latency(queries=queries, collection_ids=one, runs=args.runs, mode="hybrid"),
             "recall_at_10": recall(queries=queries, collection_ids=one, candidates=10),
         },
+        # An asker who reads some of the collections: the planner must keep the HNSW scan (docs/retrieval.md).
+        "three_collections": {
+            **latency(queries=queries, collection_ids=everything[:3], runs=args.runs, mode="hybrid"),
+            "recall_at_10": recall(queries=queries, collection_ids=everything[:3], candidates=10),
+        },
         "dense_only": latency(queries=queries, collection_ids=everything, runs=args.runs, mode="dense"),
         "keyword_only": latency(queries=queries, collection_ids=everything, runs=args.runs, mode="keyword"),
         "ef_search_sweep": {

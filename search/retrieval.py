@@ -69,8 +69,8 @@ def vector_literal(embedding: Sequence[float]) -> str:
 
 
 def _live_chunk_filter(alias: str) -> str:
-    # A scalar subquery keeps the generation check a filter of the candidate scan itself, so the HNSW
-    # iterative scan and the GIN bitmap scan skip stale and unreadable rows instead of returning them.
+    # A scalar subquery keeps the generation check a filter of the GIN bitmap scan itself, so stale and
+    # unreadable rows are skipped instead of returned. (The dense scan joins instead: see _dense_cte.)
     return f"""
         {alias}.collection_id = ANY(%(collection_ids)s)
         AND {alias}.generation = (
@@ -101,7 +101,14 @@ def _document_aware_distance(alias: str, column: str, own: str) -> str:
 def _dense_cte(column: str) -> str:
     # The HNSW scan finds the chunks nearest the question; each is then scored with its document's opening.
     # relaxed_order may return rows slightly out of order: re-rank the materialised candidates exactly.
+    # The live generation is a join, not the scalar subquery of the keyword scans: the planner estimates
+    # `generation = (subquery)` at 0.5 % of rows, so when the asker reads only some collections it judged
+    # the index scan would have to walk far for 50 rows and chose an exact scan of every readable row and
+    # a sort instead (40 ms for 1 of 10 collections at 100,000 chunks, 100 ms for 3 of 10). Joined, the
+    # filter is estimated as what it is (nearly every chunk is live) and the HNSW scan stays in use, the
+    # join being a nested loop on the document's primary key per candidate.
     table = Chunk._meta.db_table
+    documents = Document._meta.db_table
     return f"""
     dense AS MATERIALIZED (
         SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank
@@ -110,7 +117,8 @@ def _dense_cte(column: str) -> str:
             FROM (
                 SELECT c.id, c.document_id, c.generation, c.{column} <=> %(embedding)s::vector AS distance
                 FROM {table} c
-                WHERE {_live_chunk_filter("c")} AND c.{column} IS NOT NULL
+                JOIN {documents} d ON d.id = c.document_id AND d.generation = c.generation
+                WHERE c.collection_id = ANY(%(collection_ids)s) AND c.{column} IS NOT NULL
                 ORDER BY c.{column} <=> %(embedding)s::vector
                 LIMIT %(candidates)s
             ) nearest
