@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from search.inference import EMBEDDING_MODEL
+from ops.inference import EMBEDDING_MODEL
 
 from .models import SLOT_COLUMNS, Retriever
 

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from search.inference import InferenceBusy, InferenceUnavailable
+from ops.inference import InferenceBusy, InferenceUnavailable
 
 from . import services
 

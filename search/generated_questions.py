@@ -22,8 +22,8 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 
 from ingest.models import Chunk
 from ingest.services import chunks_expansion_clear, chunks_expansion_set
+from ops import inference
 from retrievers.selectors import EmbeddingSlot, embedding_slot_active
-from search import inference
 from search.models import GeneratedQuestion
 from search.selectors import chunk_search
 

@@ -89,7 +89,7 @@ def retriever_settings(settings: Any, retrievers_dir: Path, retriever_media_dir:
 
 @pytest.fixture
 def use_retriever_inference(retriever_inference: InferenceProcess, settings: Any) -> InferenceProcess:
-    from search import inference
+    from ops import inference
 
     settings.INFERENCE_URL = retriever_inference.url
     inference.clients_reset()

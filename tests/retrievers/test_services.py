@@ -22,10 +22,10 @@ from django.db import connection
 
 from ingest import services as ingest_services
 from ingest.models import Chunk, Collection, Document
+from ops import inference
 from retrievers.models import Retriever
 from retrievers.selectors import BASE_EMBEDDING_SLOT, EmbeddingSlot, embedding_slot_active
 from retrievers.services import RetrieverRefused, retriever_activate, retriever_register, retriever_rollback
-from search import inference
 from search import services as search_services
 from search.services import AnswerEvent
 from tests.factories import CollectionFactory
