@@ -60,7 +60,7 @@ def ingest(docs: Path) -> tuple[int, dict[int, str]]:
     """A collection holding every file of `docs`, ingested; its id and each document's file name."""
     from ingest.models import Document
     from ingest.services import collection_get_or_create, document_create_from_bytes, document_ingest
-    from search.inference import InferenceBusy
+    from ops.inference import InferenceBusy
 
     collection = collection_get_or_create(name="bench-answers")
     names: dict[int, str] = {}
@@ -89,8 +89,9 @@ def previous_prompt_tokens(*, collection_id: int, question: str) -> int:
     from pgvector.django import CosineDistance
 
     from ingest.models import Chunk
+    from ops import inference
     from retrievers.selectors import embedding_slot_active
-    from search import inference, prompting
+    from search import prompting
     from search.selectors import chunk_search
 
     slot = embedding_slot_active()

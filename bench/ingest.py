@@ -103,7 +103,7 @@ def _run(passages: list[tuple[str, bytes]], *, concurrency: int) -> dict[str, ob
     from ingest.chunking import chunk_document
     from ingest.models import Chunk, Document
     from ingest.parsers import parse
-    from search.inference import embed
+    from ops.inference import embed
 
     inputs = [
         draft.embedding_input

@@ -16,7 +16,7 @@ Most of the 100,000 are therefore synthetic (`synthetic_chunks`; with the dev co
 the output says so. `p50_ms` / `p99_ms` are the wall time of `chunk_search` alone (one SQL round trip) per
 query, with the question's embedding excluded (it is computed once, beforehand); `end_to_end` is what a
 question costs before the model is asked: the question embedded through the inference API (the same client
-the web app uses, `search.inference`), then `chunk_search`.
+the web app uses, `ops.inference`), then `chunk_search`.
 Recall@10 compares the dense top 10 of `chunk_search` with the exact top 10 (index scans off, unprepared).
 """
 
@@ -47,7 +47,7 @@ from django.db import connection, transaction  # noqa: E402
 from evaluation.datasets import CorpusEntry, dataset_load  # noqa: E402
 from evaluation.services import embed_with_retries  # noqa: E402
 from ingest.models import Chunk, Collection, Document  # noqa: E402
-from search import inference  # noqa: E402
+from ops import inference  # noqa: E402
 from search.retrieval import (  # noqa: E402
     DEFAULT_CANDIDATES,
     DEFAULT_EF_SEARCH,

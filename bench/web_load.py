@@ -492,7 +492,7 @@ async def embedding_alone_per_s(questions: list[str]) -> tuple[float, int]:
     """Questions per second the inference API embeds alone (the web app stopped), one question a request as
     the web app sends them, `EMBED_ALONE_CONCURRENCY` at once: the ceiling retrieval's rate is compared to.
     Also how many requests failed (each is tried again, at most twice)."""
-    from search.inference import InferenceError, aembed
+    from ops.inference import InferenceError, aembed
 
     pending = list(dict.fromkeys(questions))[:EMBED_ALONE_MAX_QUESTIONS]
     embedded = failed = 0

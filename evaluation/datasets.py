@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search import inference
+from ops import inference
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from ingest.chunking import chunk_document
 from ingest.models import Chunk, Collection, Document
 from ingest.parsers import ParseError, parse, title_from_filename
 from ingest.services import chunks_embed_and_store, document_generation_activate, document_mark_failed
+from ops import inference
 from retrievers.selectors import EmbeddingSlot, embedding_slot_active
-from search import inference
 from search.selectors import chunk_search, collection_ids_readable_by
 
 from .datasets import CorpusEntry, Dataset

@@ -19,11 +19,11 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ops.inference import InferenceBusy, InferenceError, InferenceUnavailable
+from ops.inference import embed as inference_embed
 from ops.services import audit_record
 from retrievers.selectors import EmbeddingSlot
 from retrievers.slots import embedding_slot_for_writes
-from search.inference import InferenceBusy, InferenceError, InferenceUnavailable
-from search.inference import embed as inference_embed
 
 from .chunking import ChunkDraft, chunk_document, embedding_input
 from .models import Chunk, Collection, Document

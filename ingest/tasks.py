@@ -13,7 +13,7 @@ from celery.signals import worker_init, worker_ready
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
-from search.inference import InferenceBusy, InferenceUnavailable
+from ops.inference import InferenceBusy, InferenceUnavailable
 
 from . import services
 from .parsers import parsers_preload

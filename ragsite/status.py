@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ingest.selectors import document_failures_for_user
+from ops import inference
 from ops.selectors import audit_events_recent, queue_depths, workers_list
 from retrievers.selectors import retriever_list
-from search import inference
 
 
 @staff_member_required

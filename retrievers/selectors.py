@@ -1,7 +1,7 @@
 """Reads: which retriever (model id and vector column) questions and new chunks use, and the registry.
 
-Below ingest and search: of them it uses only the inference client's model name (`retrievers.training_data`,
-which reads both for training/, sits above them).
+Below ingest and search, which read it; it imports only the inference client's model name (`ops.inference`).
+The switch workflow that writes the registry is the `tuning` app, at the top.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from search.inference import EMBEDDING_MODEL
+from ops.inference import EMBEDDING_MODEL
 
 from .models import SLOT_COLUMNS, Retriever
 

@@ -17,7 +17,7 @@ from .selectors import EmbeddingSlot, embedding_slot_active
 logger = logging.getLogger(__name__)
 
 # Advisory lock key (32-bit namespace, key) of chunk writes against a switch. ingest.services uses 0x1A6E57
-# for its per-document locks, retrievers.services 0x1A6E59 for one build step per retriever.
+# for its per-document locks, tuning.services 0x1A6E59 for one build step per retriever.
 _SLOT_LOCK = (0x1A6E58, 0)
 
 

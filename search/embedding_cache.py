@@ -14,32 +14,24 @@ import logging
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from ops import inference
 from ops.metrics import EMBEDDING_CACHE_LOOKUPS
 from search.answer_redis import KEY_PREFIX, answer_redis
 
 logger = logging.getLogger(__name__)
 
-_enabled: ContextVar[bool] = ContextVar("question_embeddings_cached", default=False)
 _local: OrderedDict[str, bytes] = OrderedDict()
 
 
 @contextlib.contextmanager
 def question_embeddings_cached() -> Iterator[None]:
     """Within this block (and the tasks it starts), embeddings are looked up before they are made."""
-    token = _enabled.set(True)
-    try:
+    with inference.embeddings_cached_in(_CACHE):
         yield
-    finally:
-        _enabled.reset(token)
-
-
-def embedding_cache_active() -> bool:
-    return _enabled.get()
 
 
 def embedding_key(*, model: str, text: str) -> str:
@@ -97,3 +89,16 @@ async def embeddings_store(*, model: str, texts: Sequence[str], vectors: Sequenc
         await pipe.execute()
     except RedisError as exc:
         logger.warning("the embedding cache is unavailable: %s", exc)
+
+
+class _RedisEmbeddingCache:
+    """This module's lookup and store, as the inference client's `EmbeddingCache`."""
+
+    async def cached(self, *, model: str, texts: Sequence[str]) -> list[list[float] | None]:
+        return await embeddings_cached(model=model, texts=texts)
+
+    async def store(self, *, model: str, texts: Sequence[str], vectors: Sequence[list[float]]) -> None:
+        await embeddings_store(model=model, texts=texts, vectors=vectors)
+
+
+_CACHE = _RedisEmbeddingCache()

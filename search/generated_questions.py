@@ -6,7 +6,7 @@ chunk's collection for it, puts the chunk among its first `CONSISTENCY_TOP_K` re
 consistency filter of Alberti et al. (ACL 2019) and Promptagator (Dai et al., ICLR 2023); doc2query--
 (Gospodinov et al., ECIR 2023) shows that unfiltered generated questions add noise that filtering removes.
 Kept questions expand the chunk's full-text vector (`Chunk.expansion`, weight C) and become fine-tuning pairs
-(`retrievers.training_data`). Questions are made from the passage alone, never from anyone's queries.
+(`tuning.training_data`). Questions are made from the passage alone, never from anyone's queries.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 
 from ingest.models import Chunk
 from ingest.services import chunks_expansion_clear, chunks_expansion_set
+from ops import inference
 from retrievers.selectors import EmbeddingSlot, embedding_slot_active
-from search import inference
 from search.models import GeneratedQuestion
 from search.selectors import chunk_search
 

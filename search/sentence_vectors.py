@@ -20,8 +20,9 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef
 
 from ingest.models import Chunk, Document
+from ops import inference
 from retrievers.selectors import embedding_slot_active
-from search import answers, inference
+from search import answers
 from search.models import ChunkSentences
 
 logger = logging.getLogger(__name__)

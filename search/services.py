@@ -17,9 +17,10 @@ from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
+from ops import inference
 from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
-from search import answers, grounding, inference, prompting, sentence_vectors, textual
+from search import answers, grounding, prompting, sentence_vectors, textual
 from search.grounding import TermWeights
 from search.model_queue import model_turn
 from search.models import Conversation, Feedback, Message

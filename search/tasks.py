@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 from django.db import IntegrityError, InterfaceError, OperationalError
 
+from ops.inference import InferenceError
 from search import sentence_vectors
-from search.inference import InferenceError
 
 logger = logging.getLogger(__name__)
 

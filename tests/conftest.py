@@ -51,7 +51,7 @@ def inference_server(logs_dir: Path) -> Iterator[InferenceProcess]:
 @pytest.fixture
 def use_inference(inference_server: InferenceProcess, settings: Any) -> InferenceProcess:
     """Point the Django side (and its one inference client) at the test session's inference API."""
-    from search import inference
+    from ops import inference
 
     settings.INFERENCE_URL = inference_server.url
     inference.clients_reset()

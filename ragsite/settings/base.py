@@ -119,6 +119,8 @@ INSTALLED_APPS = [
     "api",
     "accounts",
     "sources",
+    # The retriever switch workflow (its commands, tasks and admin), on top of the apps it drives.
+    "tuning",
 ]
 
 # Django's middleware with its hooks on the event loop rather than a thread each (ops/middleware.py).

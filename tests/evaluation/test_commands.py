@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ingest.models import Chunk, Collection, Document
-from search import inference
+from ops import inference
 from tests.evaluation.beir import write_dataset
 from tests.processes import InferenceProcess, start_inference
 

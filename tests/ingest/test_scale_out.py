@@ -17,8 +17,8 @@ from django.db.models import Count
 
 from ingest.models import Chunk, Collection, Document
 from ingest.services import document_create_from_bytes
+from ops import inference
 from ragsite.devstack import Postgres, Redis
-from search import inference
 from tests.ingest.conftest import ingest_worker_env, wait_for, wait_until_done
 from tests.processes import InferenceProcess, WorkerProcess, start_inference, start_worker
 

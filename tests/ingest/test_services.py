@@ -276,7 +276,7 @@ def test_ingestion_titles_a_document_from_its_content_and_keeps_a_chosen_title(
     embedding_server: Any, settings: Any
 ) -> None:
     """A title made from the file name (an older parser's) gives way on re-index; one a person chose stays."""
-    from search import inference
+    from ops import inference
 
     settings.INFERENCE_URL = embedding_server.url
     inference.clients_reset()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ingest.tokens import MODEL_MAX_TOKENS, count_tokens
-from search.inference import InferenceError, embed
+from ops.inference import InferenceError, embed
 from tests.processes import InferenceProcess
 
 

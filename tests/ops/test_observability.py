@@ -93,7 +93,7 @@ def test_status_page_shows_queues_workers_and_a_down_inference_api(
     celery_worker: WorkerProcess, settings: object
 ) -> None:
     settings.INFERENCE_URL = "http://127.0.0.1:9"  # type: ignore[attr-defined]
-    from search import inference
+    from ops import inference
 
     inference.clients_reset()
     staff = User.objects.create_user("operator", password="pw-operator-1", is_staff=True)

@@ -19,7 +19,7 @@ def fake_inference_server() -> Iterator[FakeInference]:
 @pytest.fixture
 def fake_inference(fake_inference_server: FakeInference, settings: Any) -> Iterator[FakeInference]:
     """Point Django's inference client at the scripted stand-in, with a clean script and log."""
-    from search import inference
+    from ops import inference
 
     fake_inference_server.reset()
     settings.INFERENCE_URL = fake_inference_server.url

@@ -1,7 +1,7 @@
 """A scripted stand-in for the inference API, for tests whose subject is how we react to it.
 
 It speaks the same OpenAI-style protocol as `inference/app.py` (embeddings, streamed chat, 429 with
-Retry-After) so the real client in `search/inference.py` is exercised unchanged. Embeddings are hashed
+Retry-After) so the real client in `ops/inference.py` is exercised unchanged. Embeddings are hashed
 bags of words: texts sharing words are close, texts sharing none are orthogonal.
 """
 

@@ -15,7 +15,7 @@ from django.db import connection
 from django.http import Http404
 
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
-from search import inference
+from ops import inference
 from search.retrieval import search_sql, vector_literal
 from search.selectors import chunk_get_for_user, chunk_search, collection_ids_readable_by
 from tests.processes import InferenceProcess, start_inference

@@ -14,8 +14,8 @@ from django.db import connections
 
 from ingest.models import Collection, Document
 from ingest.services import document_create_from_bytes, document_ingest
+from ops import inference
 from ragsite.devstack import free_port
-from search import inference
 from tests.browser import screenshot
 from tests.processes import InferenceProcess, WebProcess, start_inference, start_web
 from widget.models import WidgetExchange

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.selectors import collection_ids_named
-from search import inference
+from ops import inference
 from search.generated_questions import CONSISTENCY_TOP_K, GenerationProgress, questions_generate
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.selectors import collection_ids_named
-from retrievers.training_data import TrainingPair, training_pairs_list
+from tuning.training_data import TrainingPair, training_pairs_list
 
 
 def is_held_out(group: str, *, heldout_pct: int) -> bool:

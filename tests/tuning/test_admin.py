@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from retrievers.models import Retriever
-from retrievers.services import retriever_register
+from tuning.services import retriever_register
 
 pytestmark = pytest.mark.django_db
 

@@ -68,7 +68,7 @@ def retriever_worker(
         concurrency=2,
         extra_env={
             **env,
-            "DJANGO_SETTINGS_MODULE": "tests.retrievers.worker_settings",
+            "DJANGO_SETTINGS_MODULE": "tests.tuning.worker_settings",
             "RAGSITE_REEMBED_QUEUE": REEMBED_QUEUE,
             "RAGSITE_REEMBED_BATCH_SIZE": str(REEMBED_BATCH_SIZE),
             "RAGSITE_REEMBED_BATCH_DELAY_S": str(REEMBED_BATCH_DELAY_S),
@@ -89,7 +89,7 @@ def retriever_settings(settings: Any, retrievers_dir: Path, retriever_media_dir:
 
 @pytest.fixture
 def use_retriever_inference(retriever_inference: InferenceProcess, settings: Any) -> InferenceProcess:
-    from search import inference
+    from ops import inference
 
     settings.INFERENCE_URL = retriever_inference.url
     inference.clients_reset()
@@ -123,7 +123,7 @@ def damaged_output(tmp_path_factory: pytest.TempPathFactory, heldout_dataset: Pa
     subprocess.run(
         [
             str(ROOT / ".venv-inference" / "bin" / "python"),
-            str(ROOT / "tests" / "retrievers" / "damage_model.py"),
+            str(ROOT / "tests" / "tuning" / "damage_model.py"),
             str(base_model_path()),
             str(scratch / "model"),
         ],

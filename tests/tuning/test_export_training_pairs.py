@@ -13,10 +13,10 @@ from django.core.management.base import CommandError
 
 from evaluation.datasets import dataset_load
 from ingest.models import Chunk
-from retrievers.management.commands.export_training_pairs import is_held_out
 from search.models import Feedback, GeneratedQuestion
 from tests.search.factories import add_chunks, make_collection, make_document
 from tests.search.test_export_feedback import make_feedback
+from tuning.management.commands.export_training_pairs import is_held_out
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Save a deliberately damaged copy of a sentence-transformers model (run with .venv-inference's python).
 
-`python tests/retrievers/damage_model.py SRC OUT`: every weight gets seeded Gaussian noise twice its own
+`python tests/tuning/damage_model.py SRC OUT`: every weight gets seeded Gaussian noise twice its own
 spread, so the copy still embeds (same files, same dimensions) but ranks much worse.
 """
 

@@ -22,15 +22,15 @@ from django.db import connection
 
 from ingest import services as ingest_services
 from ingest.models import Chunk, Collection, Document
+from ops import inference
 from retrievers.models import Retriever
 from retrievers.selectors import BASE_EMBEDDING_SLOT, EmbeddingSlot, embedding_slot_active
-from retrievers.services import RetrieverRefused, retriever_activate, retriever_register, retriever_rollback
-from search import inference
 from search import services as search_services
 from search.services import AnswerEvent
 from tests.factories import CollectionFactory
 from tests.ingest.conftest import wait_for, wait_until_done
 from tests.processes import InferenceProcess, WorkerProcess
+from tuning.services import RetrieverRefused, retriever_activate, retriever_register, retriever_rollback
 
 Status = Retriever.Status
 
@@ -271,7 +271,8 @@ def test_a_worse_model_is_refused_with_both_numbers_and_nothing_switches(
 def test_a_switch_waits_for_chunk_writes_in_flight_and_gives_up_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from retrievers import services, slots
+    from retrievers import slots
+    from tuning import services
 
     base = services.retriever_base_ensure()
     Retriever.objects.filter(id=base.id).update(status=Status.PREVIOUS)

@@ -29,12 +29,11 @@ from evaluation.datasets import dataset_load
 from evaluation.services import collection_delete, corpus_load, dataset_evaluate
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk
 from ingest.services import chunks_slot_fill
+from ops import inference
 from ops.services import audit_record
-from search import inference
-
-from .models import SLOT_COLUMNS, Retriever
-from .selectors import BASE_SLOT, EmbeddingSlot, embedding_slot_of
-from .slots import chunk_writes_pause
+from retrievers.models import SLOT_COLUMNS, Retriever
+from retrievers.selectors import BASE_SLOT, EmbeddingSlot, embedding_slot_of
+from retrievers.slots import chunk_writes_pause
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from search import inference
+from ops import inference
 from tests.processes import InferenceProcess, start_inference
 
 KEY = "web-app-key-0123456789"

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from search.inference import InferenceBusy, InferenceUnavailable
+from ops.inference import InferenceBusy, InferenceUnavailable
 
 from . import services
 
@@ -18,6 +18,8 @@ TRANSIENT = (InferenceBusy, InferenceUnavailable, OperationalError, InterfaceErr
 MAX_RETRIES = 8
 
 
+# Named as before the workflow moved from `retrievers` to `tuning`: builds already queued still run, and
+# CELERY_TASK_ROUTES' "retrievers.*" still sends them to the reembed queue.
 @shared_task(
     bind=True,
     name="retrievers.retriever_build",

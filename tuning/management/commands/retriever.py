@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from retrievers.models import Retriever
 from retrievers.selectors import retriever_get, retriever_list
-from retrievers.services import (
+from tuning.services import (
     BUILDING,
     RetrieverRefused,
     retriever_activate,

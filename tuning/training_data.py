@@ -1,7 +1,7 @@
 """Reads: (anchor, positive) pairs from the organisation's own chunks and rated answers, for training/.
 
-It reads search's feedback, so it sits above search with the retriever workflow; `retrievers.selectors` and
-`retrievers.slots`, which say which vector slot is live, sit below ingest.
+It reads search's feedback, so it sits above search with the retriever workflow (the `tuning` app);
+`retrievers.selectors` and `retrievers.slots`, which say which vector slot is live, sit below ingest.
 """
 
 from __future__ import annotations

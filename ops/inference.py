@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from django.conf import settings
-
-from search.embedding_cache import embedding_cache_active, embeddings_cached, embeddings_store
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 _sync_clients: dict[str, httpx.Client] = {}
@@ -40,6 +40,28 @@ class InferenceBusy(InferenceError):
 
 class InferenceUnavailable(InferenceError):
     """The inference API cannot be reached, timed out or answered 5xx: a transient fault."""
+
+
+class EmbeddingCache(Protocol):
+    """Where `aembed` looks vectors up before making them (search's shared answers keep one in Redis)."""
+
+    async def cached(self, *, model: str, texts: Sequence[str]) -> list[list[float] | None]: ...
+
+    async def store(self, *, model: str, texts: Sequence[str], vectors: Sequence[list[float]]) -> None: ...
+
+
+# Set by the caller, not imported: this client sits below every app, so the cache is passed in.
+_embedding_cache: ContextVar[EmbeddingCache | None] = ContextVar("embedding_cache", default=None)
+
+
+@contextlib.contextmanager
+def embeddings_cached_in(cache: EmbeddingCache) -> Iterator[None]:
+    """Within this block (and tasks it starts), `aembed` takes what `cache` keeps and stores what it makes."""
+    token = _embedding_cache.set(cache)
+    try:
+        yield
+    finally:
+        _embedding_cache.reset(token)
 
 
 def _base_urls() -> list[str]:
@@ -202,17 +224,18 @@ def embed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL, truncate: bool 
 
 
 async def aembed(texts: Sequence[str], *, model: str = EMBEDDING_MODEL) -> list[list[float]]:
-    """Embed texts without blocking the event loop; where the embedding cache is on, only those not in it."""
+    """Embed texts without blocking the event loop; within `embeddings_cached_in`, only those not cached."""
     if not texts:
         return []
-    if not embedding_cache_active():
+    cache = _embedding_cache.get()
+    if cache is None:
         return _embeddings_from(await _apost("/v1/embeddings", {"model": model, "input": list(texts)}))
-    vectors = await embeddings_cached(model=model, texts=texts)
+    vectors = await cache.cached(model=model, texts=texts)
     missing = [index for index, vector in enumerate(vectors) if vector is None]
     if missing:
         response = await _apost("/v1/embeddings", {"model": model, "input": [texts[i] for i in missing]})
         made = _embeddings_from(response)
-        await embeddings_store(model=model, texts=[texts[i] for i in missing], vectors=made)
+        await cache.store(model=model, texts=[texts[i] for i in missing], vectors=made)
         for index, vector in zip(missing, made, strict=True):
             vectors[index] = vector
     return [vector for vector in vectors if vector is not None]
