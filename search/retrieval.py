@@ -46,6 +46,14 @@ KEYWORD_ROWS_PER_CANDIDATE = 10
 KEYWORD_PAIRED_LEXEMES = 3
 # At most this many chunks per candidate are scored, bounding the work for questions of common words only.
 KEYWORD_MAX_ROWS_PER_CANDIDATE = 20
+# A search of at least this share of all collections is broad: its keyword scans check the permission on the
+# rows the full-text index found instead of ANDing with the collection index (_live_chunk_filter). Measured at
+# 100,000 chunks in 10 collections (docs/retrieval.md, "Searches of some collections"): reading 3 of 10 the
+# AND is faster by 3 ms, reading all 10 the check is faster by 4 ms, so the costs cross near 0.6 of the
+# rows; with more chunks the collection bitmap grows while the visits it saves stay bounded by the keyword
+# budget, which moves the crossing lower, so half. Collections are counted, not their chunks, which assumes
+# collections of comparable size; a wrong guess costs milliseconds, never a different result.
+BROAD_SEARCH_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,23 @@ def vector_literal(embedding: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(value)) for value in embedding) + "]"
 
 
-def _live_chunk_filter(alias: str) -> str:
-    # A scalar subquery keeps the generation check a filter of the GIN bitmap scan itself, so stale and
-    # unreadable rows are skipped instead of returned. (The dense scan joins instead: see _dense_cte.)
+def _live_chunk_filter(alias: str, *, broad: bool = False) -> str:
+    """The permission and live-generation filter of a full-text candidate scan over chunk `alias`.
+
+    A scalar subquery keeps the generation check a filter of the GIN bitmap scan itself, so stale and
+    unreadable rows are skipped instead of returned (the dense scan joins instead: see _dense_cte).
+
+    `broad` (the asker reads most collections, see BROAD_SEARCH_SHARE) writes the permission filter as
+    `collection_id + 0`, which no index can serve, so that it is checked on the rows the full-text bitmap
+    found. Otherwise the planner may AND that bitmap with a bitmap scan of the collection index, which then
+    holds nearly every row of the table (3 ms per scan at 100,000 chunks, and the keyword side makes up to
+    three) to save heap visits that _keyword_cte's budget already keeps to about a thousand. For a narrow
+    search the AND is the better plan (it skips most of those visits for the price of a small bitmap), so
+    the filter keeps its index there. The rows returned are the same either way.
+    """
+    column = f"({alias}.collection_id + 0)" if broad else f"{alias}.collection_id"
     return f"""
-        {alias}.collection_id = ANY(%(collection_ids)s)
+        {column} = ANY(%(collection_ids)s)
         AND {alias}.generation = (
             SELECT d.generation FROM {Document._meta.db_table} d WHERE d.id = {alias}.document_id
         )"""
@@ -126,7 +146,7 @@ def _dense_cte(column: str) -> str:
     )"""
 
 
-def _keyword_cte() -> str:
+def _keyword_cte(*, broad: bool = False) -> str:
     """Full-text candidates scored like BM25: per-lexeme ts_rank weighted by the lexeme's IDF.
 
     ts_rank and ts_rank_cd know nothing of how common a word is, so on long natural-language questions
@@ -188,7 +208,7 @@ def _keyword_cte() -> str:
     selected_alone AS MATERIALIZED (
         SELECT c.id, c.search_vector
         FROM {table} c, tsq
-        WHERE c.search_vector @@ tsq.single AND {_live_chunk_filter("c")}
+        WHERE c.search_vector @@ tsq.single AND {_live_chunk_filter("c", broad=broad)}
         LIMIT {most}
     ),
     selected AS MATERIALIZED (
@@ -197,7 +217,7 @@ def _keyword_cte() -> str:
             SELECT c.id, c.search_vector
             FROM {table} c, tsq
             WHERE c.search_vector @@ tsq.pairs AND NOT c.search_vector @@ tsq.single
-                AND {_live_chunk_filter("c")}
+                AND {_live_chunk_filter("c", broad=broad)}
             LIMIT greatest({most} - (SELECT count(*) FROM selected_alone), 0)
         )
     ),
@@ -218,7 +238,7 @@ def _keyword_cte() -> str:
                     SELECT c.id, c.search_vector
                     FROM {table} c, filling
                     WHERE c.search_vector @@ filling.query AND NOT c.search_vector @@ filling.selecting
-                        AND {_live_chunk_filter("c")}
+                        AND {_live_chunk_filter("c", broad=broad)}
                     LIMIT {most}
                 )
             ) matching
@@ -283,15 +303,19 @@ def _ranked_cte(mode: Mode, column: str) -> str:
     )"""
 
 
-def search_sql(mode: Mode, column: str = "embedding") -> str:
-    """The one retrieval statement for a mode, reading the vectors of `column` (one of EMBEDDING_COLUMNS)."""
+def search_sql(mode: Mode, column: str = "embedding", *, broad: bool = False) -> str:
+    """The one retrieval statement for a mode, reading the vectors of `column` (one of EMBEDDING_COLUMNS).
+
+    `broad`: the asker reads most collections, which changes the plan of the keyword scans, not their rows
+    (_live_chunk_filter).
+    """
     if column not in EMBEDDING_COLUMNS:
         raise ValueError(f"unknown embedding column {column!r}")
     ctes = []
     if mode in ("dense", "hybrid"):
         ctes.append(_dense_cte(column))
     if mode in ("keyword", "hybrid"):
-        ctes.append(_keyword_cte())
+        ctes.append(_keyword_cte(broad=broad))
     ctes.append(_ranked_cte(mode, column))
     return f"""
     WITH {",".join(ctes)}
@@ -317,8 +341,15 @@ def run_search(
     candidates: int,
     ef_search: int,
     embedding_column: str = "embedding",
+    collections_in_all: int | None = None,
 ) -> list[RetrievedChunk]:
+    """The k best live chunks of `collection_ids` for the question.
+
+    `collections_in_all` (how many collections exist, or None if unknown) only chooses the keyword scans'
+    plan (_live_chunk_filter): a search of at least BROAD_SEARCH_SHARE of them is broad.
+    """
     candidates = max(k, candidates)
+    broad = bool(collections_in_all) and len(collection_ids) >= BROAD_SEARCH_SHARE * (collections_in_all or 0)
     params = {
         "collection_ids": list(collection_ids),
         "query": query,
@@ -332,7 +363,7 @@ def run_search(
     # SET LOCAL keeps them to this transaction.
     statement = (
         "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-        f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode, embedding_column)
+        f"SET LOCAL hnsw.ef_search = {int(ef)};" + search_sql(mode, embedding_column, broad=broad)
     )
     # On the read replica when DATABASE_REPLICA_URL is set (settings.RETRIEVAL_DATABASE), else the primary.
     alias = settings.RETRIEVAL_DATABASE

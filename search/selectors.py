@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,7 @@ def chunk_search(
         return []
     search_mode: Mode = mode  # type: ignore[assignment]
     return run_search(
+        collections_in_all=_collections_counted(),
         collection_ids=collection_ids,
         query=query,
         query_embedding=query_embedding,
@@ -81,6 +83,20 @@ def chunk_search(
         ef_search=ef_search,
         embedding_column=embedding_column,
     )
+
+
+# How many collections exist, counted at most this often per process: the count only chooses a plan for
+# run_search (a broad or a narrow search), so a minute-old count costs at worst a few milliseconds.
+COLLECTIONS_COUNT_TTL_S = 60.0
+_collections_count: tuple[float, int] | None = None
+
+
+def _collections_counted() -> int:
+    global _collections_count
+    now = time.monotonic()
+    if _collections_count is None or now - _collections_count[0] > COLLECTIONS_COUNT_TTL_S:
+        _collections_count = (now, Collection.objects.count())
+    return _collections_count[1]
 
 
 def chunk_get_for_user(*, user: Any, chunk_id: int) -> Chunk:

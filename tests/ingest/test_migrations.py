@@ -57,3 +57,39 @@ def test_adding_the_expansion_keeps_every_chunks_vector_and_the_lexeme_counts_ex
         assert cursor.fetchall() == vectors
     assert counted() == counts == recounted()
     assert counts["permit"] == 1
+
+
+@pytest.mark.django_db
+def test_a_chunks_vectors_stay_in_its_row() -> None:
+    """ingest.0007: a chunk of ordinary size is not toasted, so a distance is read without a TOAST lookup."""
+    from ingest.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
+
+    collection = Collection.objects.create(name="inline")
+    document = Document.objects.create(
+        collection=collection, file="", original_name="a.txt", sha256="1" * 64, generation=1
+    )
+    # A full chunk: 250 words of prose from a vocabulary of 60 (its tsvector beside it), both vector slots.
+    words = [f"term{n % 60}" for n in range(250)]
+    text = " ".join(words)
+    vector = [((n * 37) % 101 - 50) / 50 for n in range(EMBEDDING_DIMENSIONS)]
+    Chunk.objects.create(
+        document=document,
+        collection=collection,
+        generation=1,
+        ordinal=0,
+        text=text,
+        char_start=0,
+        char_end=len(text),
+        token_count=len(words),
+        embedding=vector,
+        embedding_b=vector,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_size(c.*) FROM ingest_chunk c")
+        row = cursor.fetchone()
+        assert row is not None and row[0] > 2 * 1544  # over PostgreSQL's default 2 kB toasting threshold
+        cursor.execute("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'ingest_chunk'")
+        toast = cursor.fetchone()
+        assert toast is not None
+        cursor.execute(f"SELECT count(*) FROM {toast[0]}")
+        assert cursor.fetchone() == (0,)

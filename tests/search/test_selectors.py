@@ -16,7 +16,7 @@ from django.http import Http404
 
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
 from ops import inference
-from search.retrieval import search_sql, vector_literal
+from search.retrieval import run_search, search_sql, vector_literal
 from search.selectors import chunk_get_for_user, chunk_search, collection_ids_readable_by
 from tests.processes import InferenceProcess, start_inference
 
@@ -160,6 +160,39 @@ def test_user_outside_a_collections_groups_never_gets_its_passages(mode: str) ->
     assert len(results) == 5
     assert {r.document_id for r in results} == {public.id}
     assert {r.collection_id for r in results} == {public.collection_id}
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_broad_and_narrow_searches_filter_the_same_rows(mode: str) -> None:
+    """How many collections exist changes only the keyword scans' plan, never what an asker may read."""
+    staff, board = Group.objects.create(name="staff"), Group.objects.create(name="board")
+    public = make_document(make_collection(staff))
+    secret = make_document(make_collection(board))
+    old = make_document(make_collection(staff), generation=2)
+    for i in range(5):
+        add_chunk(public, f"holiday policy paragraph {i}", basis(0, 0.3, random.Random(i)))
+        add_chunk(secret, f"salary holiday policy holiday policy {i}", basis(0, 0.01, random.Random(i)))
+        stale = basis(0, 0.01, random.Random(i))
+        add_chunk(old, f"salary holiday policy of last year {i}", stale, generation=1)
+    readable = collection_ids_readable_by(user=make_user(staff))
+    search = partial(
+        run_search,
+        collection_ids=readable,
+        query="holiday policy salary",
+        query_embedding=basis(0),
+        k=10,
+        mode=mode,
+        dense_weight=0.75,
+        candidates=50,
+        ef_search=200,
+    )
+
+    narrow, broad = search(collections_in_all=100), search(collections_in_all=len(readable))
+
+    if mode != "dense":
+        assert "collection_id + 0) = ANY" in search_sql(mode, broad=True)
+    assert narrow == broad
+    assert {r.document_id for r in broad} == {public.id}
 
 
 def test_empty_collection_ids_return_nothing_without_querying(django_assert_num_queries: Any) -> None:
