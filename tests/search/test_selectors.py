@@ -16,7 +16,7 @@ from django.http import Http404
 
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
 from ops import inference
-from search.retrieval import run_search, search_sql, vector_literal
+from search.retrieval import Mode, run_search, search_sql, vector_literal
 from search.selectors import chunk_get_for_user, chunk_search, collection_ids_readable_by
 from tests.processes import InferenceProcess, start_inference
 
@@ -163,7 +163,7 @@ def test_user_outside_a_collections_groups_never_gets_its_passages(mode: str) ->
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)
-def test_broad_and_narrow_searches_filter_the_same_rows(mode: str) -> None:
+def test_broad_and_narrow_searches_filter_the_same_rows(mode: Mode) -> None:
     """How many collections exist changes only the keyword scans' plan, never what an asker may read."""
     staff, board = Group.objects.create(name="staff"), Group.objects.create(name="board")
     public = make_document(make_collection(staff))
