@@ -12,7 +12,6 @@ import heapq
 import math
 import operator
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,15 +57,11 @@ def corpus_is_complete(collection: Collection) -> bool:
 
 def _ingest_entry(document: Document, entry: CorpusEntry) -> int:
     """Ingest one entry, retrying when the model service is busy or briefly unavailable."""
-    for attempt in range(TRANSIENT_RETRIES):
-        try:
-            return _ingest_entry_once(document, entry)
-        except (inference.InferenceBusy, inference.InferenceUnavailable):
-            if attempt + 1 == TRANSIENT_RETRIES:
-                raise
-            Chunk.objects.filter(document=document).delete()  # the half-written generation
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
+    return inference.with_retries(
+        lambda: _ingest_entry_once(document, entry),
+        attempts=TRANSIENT_RETRIES,
+        before_retry=lambda: Chunk.objects.filter(document=document).delete(),  # the half-written generation
+    )
 
 
 def _ingest_entry_once(document: Document, entry: CorpusEntry) -> int:
@@ -164,14 +159,9 @@ def embed_with_retries(
     texts: Sequence[str], *, model: str = inference.EMBEDDING_MODEL, truncate: bool = False
 ) -> list[list[float]]:
     """`inference.embed`, retried with backoff while the model service is busy or briefly unavailable."""
-    for attempt in range(TRANSIENT_RETRIES):
-        try:
-            return inference.embed(texts, model=model, truncate=truncate)
-        except (inference.InferenceBusy, inference.InferenceUnavailable):
-            if attempt + 1 == TRANSIENT_RETRIES:
-                raise
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
+    return inference.with_retries(
+        lambda: inference.embed(texts, model=model, truncate=truncate), attempts=TRANSIENT_RETRIES
+    )
 
 
 def _embed_queries(texts: Sequence[str], *, model: str) -> list[list[float]]:

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from django.conf import settings
@@ -40,6 +41,30 @@ class InferenceBusy(InferenceError):
 
 class InferenceUnavailable(InferenceError):
     """The inference API cannot be reached, timed out or answered 5xx: a transient fault."""
+
+
+_T = TypeVar("_T")
+
+
+def with_retries(
+    call: Callable[[], _T], *, attempts: int, before_retry: Callable[[], object] | None = None
+) -> _T:
+    """`call`, tried up to `attempts` times while the service is busy or briefly unavailable.
+
+    Between tries the wait doubles from 1 s; a busy service's Retry-After is a floor on it, since asking
+    earlier only adds to the load that made it busy. `before_retry` undoes a failed try's partial work.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (InferenceBusy, InferenceUnavailable) as error:
+            if attempt + 1 == attempts:
+                raise
+            if before_retry is not None:
+                before_retry()
+            asked = error.retry_after if isinstance(error, InferenceBusy) else 0.0
+            time.sleep(max(2**attempt, asked))
+    raise AssertionError("unreachable")
 
 
 class EmbeddingCache(Protocol):

@@ -99,15 +99,7 @@ def chunks_pending(*, model: str, collection_ids: Sequence[int] | None = None) -
 
 
 def _with_retries(call: Callable[[], _T]) -> _T:
-    """`call`, retried with backoff while the model service is busy or briefly unavailable."""
-    for attempt in range(RETRIES):
-        try:
-            return call()
-        except (inference.InferenceBusy, inference.InferenceUnavailable):
-            if attempt + 1 == RETRIES:
-                raise
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
+    return inference.with_retries(call, attempts=RETRIES)
 
 
 def chunk_rank_for(

@@ -43,3 +43,31 @@ def test_without_the_right_key_the_service_refuses_and_says_why(client_settings:
         inference.embed(["a question about refunds"])
     assert refused.value.status == 401
     assert "API key" in refused.value.message
+
+
+def test_a_busy_service_is_asked_again_no_sooner_than_it_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    undone: list[int] = []
+    monkeypatch.setattr(inference.time, "sleep", waits.append)
+    busy = inference.InferenceBusy("busy", retry_after=7.0)
+    failures = iter([busy, inference.InferenceUnavailable("down")])
+
+    def call() -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    assert inference.with_retries(call, attempts=3, before_retry=lambda: undone.append(1)) == "done"
+    assert waits == [7.0, 2]  # the service's Retry-After, then the backoff's second step
+    assert undone == [1, 1]
+
+
+def test_retries_end_with_the_last_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference.time, "sleep", lambda seconds: None)
+
+    def call() -> str:
+        raise inference.InferenceUnavailable("down")
+
+    with pytest.raises(inference.InferenceUnavailable):
+        inference.with_retries(call, attempts=2)
