@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from asgiref.sync import async_to_sync
 from django.db.models import Exists, F, OuterRef, QuerySet
@@ -37,7 +36,6 @@ MAX_TOKENS = 120
 MIN_WORDS, MAX_WORDS = 3, 40
 RETRIES = 5
 
-_T = TypeVar("_T")
 
 SYSTEM_PROMPT = (
     "You write the questions a reader would ask that the given passage answers. Write one to three short, "
@@ -98,10 +96,6 @@ def chunks_pending(*, model: str, collection_ids: Sequence[int] | None = None) -
     return chunks.filter(~Exists(done)).order_by("ordinal", "document_id", "id")
 
 
-def _with_retries(call: Callable[[], _T]) -> _T:
-    return inference.with_retries(call, attempts=RETRIES)
-
-
 def chunk_rank_for(
     *, chunk: Chunk, question: str, embedding: Sequence[float], slot: EmbeddingSlot
 ) -> int | None:
@@ -121,15 +115,20 @@ def chunk_rank_for(
 def chunk_questions_generate(*, chunk: Chunk, model: str, slot: EmbeddingSlot) -> list[GeneratedQuestion]:
     """Ask the chat model for `chunk`'s questions, filter them by retrieval and store them all (a reply with
     no question stores one empty, rejected row, so the chunk counts as done)."""
-    reply = _with_retries(
+    reply = inference.with_retries(
         lambda: async_to_sync(inference.chat_complete)(
             messages=questions_prompt(heading=chunk.heading_path, text=chunk.text),
             max_tokens=MAX_TOKENS,
             temperature=0.0,
-        )
+        ),
+        attempts=RETRIES,
     )
     questions = questions_parse(reply)
-    embeddings = _with_retries(lambda: inference.embed(questions, model=slot.model_id)) if questions else []
+    embeddings = (
+        inference.with_retries(lambda: inference.embed(questions, model=slot.model_id), attempts=RETRIES)
+        if questions
+        else []
+    )
     rows = []
     for question, embedding in zip(questions, embeddings, strict=True):
         rank = chunk_rank_for(chunk=chunk, question=question, embedding=embedding, slot=slot)

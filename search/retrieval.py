@@ -349,7 +349,7 @@ def run_search(
     plan (_live_chunk_filter): a search of at least BROAD_SEARCH_SHARE of them is broad.
     """
     candidates = max(k, candidates)
-    broad = bool(collections_in_all) and len(collection_ids) >= BROAD_SEARCH_SHARE * (collections_in_all or 0)
+    broad = collections_in_all is not None and len(collection_ids) >= BROAD_SEARCH_SHARE * collections_in_all
     params = {
         "collection_ids": list(collection_ids),
         "query": query,
