@@ -87,20 +87,28 @@ class Feedback(models.Model):
 
 
 class LexemeFrequency(models.Model):
-    """How many chunks hold a lexeme in their `search_vector`: the document frequencies of keyword IDF.
+    """How many chunks of a collection hold a lexeme in their `search_vector`: the document frequencies of
+    keyword IDF, counted per collection so that a search weighs words by the collections it searches.
 
-    Kept by triggers on the chunk table in the transaction that writes the chunks (migration 0002), so that
-    every path that adds or removes chunks (ingestion, re-ingestion, a deleted document or collection, a bulk
-    load) keeps it exact. The row with the empty lexeme (`ALL_CHUNKS`) counts the chunks themselves.
+    A search (or an answer's evidence check) sums the counts of the collections the asker reads: a word
+    common in someone else's collection stays rare in the one searched, what another collection holds cannot
+    move this one's ranking, and nothing about an unreadable collection's words shows through the weights
+    (docs/retrieval.md, "IDF of the collections searched"). Kept by triggers on the chunk table in the
+    transaction that writes the chunks (migrations 0002 and 0007), so that every path that adds, moves or
+    removes chunks (ingestion, re-ingestion, a deleted document or collection, a bulk load) keeps it exact.
+    The row with the empty lexeme (`ALL_CHUNKS`) counts a collection's chunks themselves. `collection_id` is
+    not a foreign key: the rows go with their chunks, through the triggers, not through a cascade.
     """
 
     ALL_CHUNKS = ""
 
-    lexeme = models.TextField(primary_key=True)
+    pk = models.CompositePrimaryKey("lexeme", "collection_id")
+    collection_id = models.BigIntegerField()
+    lexeme = models.TextField()
     chunks = models.BigIntegerField()
 
     def __str__(self) -> str:
-        return f"{self.lexeme or '(all chunks)'}: {self.chunks}"
+        return f"{self.collection_id}/{self.lexeme or '(all chunks)'}: {self.chunks}"
 
 
 class ChunkSentences(models.Model):

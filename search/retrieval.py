@@ -151,7 +151,9 @@ def _keyword_cte(*, broad: bool = False) -> str:
 
     ts_rank and ts_rank_cd know nothing of how common a word is, so on long natural-language questions
     "python" or "use" outweigh the one rare word that matters. Document frequencies come from
-    `LexemeFrequency` (exact, kept by triggers); a lexeme no chunk holds is dropped. Every lexeme of the
+    `LexemeFrequency` (exact, kept by triggers), summed over the collections searched, so that another
+    collection's words move neither the weights nor which chunks are candidates; a lexeme no chunk of them
+    holds is dropped. Every lexeme of the
     question adds to the score, but scoring costs a heap visit per chunk, so only chunks that could score
     well are scored (as in Elasticsearch's common-terms query and MaxScore): those holding one of the
     rarest lexemes (rarest first while together they are held by at most KEYWORD_ROWS_PER_CANDIDATE chunks
@@ -178,11 +180,19 @@ def _keyword_cte(*, broad: bool = False) -> str:
                    chunks > {COMMON_LEXEME_FREQUENCY} * total AS common
             FROM (
                 SELECT
-                    ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query,
-                    lexeme, f.chunks::float8 AS chunks,
-                    (SELECT a.chunks FROM {frequencies} a WHERE a.lexeme = '{all_chunks}')::float8 AS total
-                FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
-                JOIN {frequencies} f USING (lexeme)
+                    ('''' || replace(replace(f.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query,
+                    f.lexeme, f.chunks::float8 AS chunks,
+                    (
+                        SELECT sum(a.chunks) FROM {frequencies} a
+                        WHERE a.lexeme = '{all_chunks}' AND a.collection_id = ANY(%(collection_ids)s)
+                    )::float8 AS total
+                FROM (
+                    SELECT f.lexeme, sum(f.chunks) AS chunks FROM {frequencies} f
+                    WHERE f.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(query)s)))
+                        AND f.collection_id = ANY(%(collection_ids)s)
+                    GROUP BY f.lexeme
+                ) f
+                WHERE f.chunks > 0
             ) known
             WINDOW rarest_first AS (ORDER BY chunks, lexeme)
         ) counted

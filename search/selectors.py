@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.http import Http404
 
 from ingest.models import Chunk, Collection
@@ -121,8 +121,19 @@ def feedback_list(*, rating: str | None = None, since: datetime | None = None) -
     return feedback
 
 
-def lexeme_frequencies(*, lexemes: Sequence[str]) -> tuple[dict[str, int], int]:
-    """How many chunks hold each of `lexemes` (absent ones are left out), and how many chunks there are."""
+def lexeme_frequencies(
+    *, lexemes: Sequence[str], collection_ids: Sequence[int]
+) -> tuple[dict[str, int], int]:
+    """How many chunks of `collection_ids` hold each of `lexemes` (absent ones are left out), and how many
+    chunks they have: the document frequencies keyword retrieval weighs the same search's words by."""
     wanted = set(lexemes) | {LexemeFrequency.ALL_CHUNKS}
-    counts = dict(LexemeFrequency.objects.filter(lexeme__in=wanted).values_list("lexeme", "chunks"))
+    counts = {
+        lexeme: int(held)
+        for lexeme, held in LexemeFrequency.objects.filter(
+            lexeme__in=wanted, collection_id__in=list(collection_ids)
+        )
+        .values("lexeme")
+        .annotate(held=Sum("chunks"))
+        .values_list("lexeme", "held")
+    }
     return counts, int(counts.pop(LexemeFrequency.ALL_CHUNKS, 0))

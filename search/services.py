@@ -163,10 +163,13 @@ def _similarities(
     return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
 
 
-def _weights(texts: Sequence[str], *, questions: bool = False) -> dict[str, TermWeights]:
-    """The term weights of each text, their frequencies read in one query."""
+def _weights(
+    texts: Sequence[str], *, collection_ids: Sequence[int], questions: bool = False
+) -> dict[str, TermWeights]:
+    """The term weights of each text over the chunks of `collection_ids` (those searched), their frequencies
+    read in one query."""
     lexemes = {term for text in texts for term in textual.terms(text)}
-    frequencies, all_chunks = lexeme_frequencies(lexemes=sorted(lexemes))
+    frequencies, all_chunks = lexeme_frequencies(lexemes=sorted(lexemes), collection_ids=collection_ids)
     return {
         text: grounding.term_weights(text, frequencies=frequencies, all_chunks=all_chunks, question=questions)
         for text in texts
@@ -195,7 +198,7 @@ def _evidence(
         query_embedding=query_embedding,
         embedding_column=embedding_column,
     )
-    question = _weights([query], questions=True)[query]
+    question = _weights([query], collection_ids=collection_ids, questions=True)[query]
     return Evidence(
         question=question,
         candidates=answers.gate(
@@ -305,6 +308,7 @@ def _final_sources(cited: Sequence[int], refs: dict[int, SourceRef]) -> tuple[So
 async def _verify(
     *,
     answer: str,
+    collection_ids: Sequence[int],
     candidates: Sequence[answers.Candidate],
     model: str,
     question: TermWeights,
@@ -314,7 +318,9 @@ async def _verify(
     sentences = [
         answers.citations(span.text, passages=len(candidates))[0] for span in textual.sentences(answer)
     ]
-    weights = await db_sync_to_async(_weights)([text for text in sentences if text])
+    weights = await db_sync_to_async(_weights)(
+        [text for text in sentences if text], collection_ids=collection_ids
+    )
     verification = answers.verify(
         answer=answer,
         candidates=candidates,
@@ -482,6 +488,7 @@ async def answer_stream(
         return
     verification = await _verify(
         answer=answer,
+        collection_ids=collection_ids,
         candidates=in_prompt,
         model=slot.model_id,
         question=evidence.question,

@@ -17,7 +17,7 @@ def test_adding_the_expansion_keeps_every_chunks_vector_and_the_lexeme_counts_ex
     """ingest.0006 rebuilds `search_vector` with the empty expansion: nothing searched or counted changes."""
     from django.db.migrations.executor import MigrationExecutor
 
-    from tests.search.test_models import counted, recounted
+    from tests.search.test_models import counted, per_collection, recounted
 
     before, after = [("ingest", "0005_document_notes")], [("ingest", "0006_chunk_expansion")]
     executor = MigrationExecutor(connection)
@@ -45,7 +45,9 @@ def test_adding_the_expansion_keeps_every_chunks_vector_and_the_lexeme_counts_ex
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, search_vector::text FROM ingest_chunk ORDER BY id")
         vectors = cursor.fetchall()
-    counts = counted()
+        # The table of search.0002 (one count per lexeme), which this state has.
+        cursor.execute("SELECT lexeme, chunks FROM search_lexemefrequency")
+        counts = dict(cursor.fetchall())
 
     executor = MigrationExecutor(connection)
     executor.migrate(after)
@@ -55,7 +57,8 @@ def test_adding_the_expansion_keeps_every_chunks_vector_and_the_lexeme_counts_ex
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, search_vector::text FROM ingest_chunk ORDER BY id")
         assert cursor.fetchall() == vectors
-    assert counted() == counts == recounted()
+    assert counted() == counts
+    assert per_collection() == recounted()
     assert counts["permit"] == 1
 
 
@@ -93,3 +96,62 @@ def test_a_chunks_vectors_stay_in_its_row() -> None:
         assert toast is not None
         cursor.execute(f"SELECT count(*) FROM {toast[0]}")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counting_lexemes_per_collection_counts_the_existing_chunks_and_goes_back() -> None:
+    """search.0007 replaces the global counts with per-collection ones, counted from the chunks there are;
+    reversed, it counts them globally again."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tests.search.test_models import per_collection, recounted
+
+    before = [("search", "0006_generated_question")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    Chunk = apps.get_model("ingest", "Chunk")
+    collections = []
+    for name, texts in [("first", ["Quokkas visit.", "Parking rules."]), ("second", ["Quokka sightings."])]:
+        collection = apps.get_model("ingest", "Collection").objects.create(name=name)
+        document = apps.get_model("ingest", "Document").objects.create(
+            collection=collection, file="", original_name=f"{name}.txt", sha256="0" * 64, generation=1
+        )
+        Chunk.objects.bulk_create(
+            Chunk(
+                document=document,
+                collection=collection,
+                generation=1,
+                ordinal=n,
+                text=text,
+                char_start=0,
+                char_end=len(text),
+                token_count=len(text.split()),
+            )
+            for n, text in enumerate(texts)
+        )
+        collections.append(collection.id)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    first, second = collections
+    assert per_collection() == recounted()
+    assert per_collection()[(first, "quokka")] == 1 and per_collection()[(second, "quokka")] == 1
+    assert per_collection()[(first, "")] == 2 and per_collection()[(second, "")] == 1
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT lexeme, chunks FROM search_lexemefrequency")
+        counts = dict(cursor.fetchall())
+        # The trigger function of search.0002 counts again: a deleted chunk is uncounted from the global rows.
+        cursor.execute("DELETE FROM ingest_chunk WHERE collection_id = %s", [second])
+        cursor.execute("SELECT chunks FROM search_lexemefrequency WHERE lexeme = 'quokka'")
+        after_delete = cursor.fetchone()
+    assert counts["quokka"] == 2 and counts[""] == 3
+    assert after_delete == (1,)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert per_collection() == recounted()

@@ -13,27 +13,37 @@ from tests.search.factories import add_chunks, make_collection, make_document
 pytestmark = pytest.mark.django_db
 
 
+def per_collection() -> dict[tuple[int, str], int]:
+    return {
+        (c, lexeme): n
+        for c, lexeme, n in LexemeFrequency.objects.values_list("collection_id", "lexeme", "chunks")
+    }
+
+
 def counted() -> dict[str, int]:
-    return dict(LexemeFrequency.objects.values_list("lexeme", "chunks"))
+    """The counts summed over every collection, by lexeme."""
+    summed: dict[str, int] = {}
+    for (_, lexeme), chunks in per_collection().items():
+        summed[lexeme] = summed.get(lexeme, 0) + chunks
+    return summed
 
 
-def recounted() -> dict[str, int]:
-    """The frequencies counted afresh from the chunk table, as the table should hold them."""
+def recounted() -> dict[tuple[int, str], int]:
+    """The frequencies counted afresh from the chunk table, per collection, as the table should hold them."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT lexeme, count(*) FROM ingest_chunk, unnest(tsvector_to_array(search_vector)) AS lexeme"
-            " GROUP BY lexeme"
+            "SELECT collection_id, lexeme, count(*)"
+            " FROM ingest_chunk, unnest(tsvector_to_array(search_vector)) AS lexeme GROUP BY 1, 2"
+            " UNION ALL SELECT collection_id, '', count(*) FROM ingest_chunk GROUP BY 1"
         )
-        frequencies = dict(cursor.fetchall())
-    total = Chunk.objects.count()
-    return {**frequencies, LexemeFrequency.ALL_CHUNKS: total} if total else frequencies
+        return {(c, lexeme): n for c, lexeme, n in cursor.fetchall()}
 
 
 def test_written_chunks_are_counted_per_lexeme_and_in_all() -> None:
     document = make_document()
     add_chunks(document, "Parking permits for staff.", "Permits expire in June.", heading_path="Parking")
 
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert counted()["permit"] == 2
     assert counted()["park"] == 2  # the heading path counts, like in search_vector
     assert counted()["june"] == 1
@@ -60,7 +70,7 @@ def test_a_reingest_counts_the_new_generation_and_forgets_the_old() -> None:
 
     document_generation_activate(document=document, generation=2)
 
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert counted()["quokka"] == 1
     assert "friday" not in counted()
 
@@ -73,12 +83,12 @@ def test_deleting_a_document_or_a_collection_uncounts_its_chunks() -> None:
     add_chunks(make_document(collection=other_collection), "Finance reviews mileage.")
 
     document_delete(document=deleted)
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert counted()["mileag"] == 2
     assert counted()["financ"] == 1
 
     other_collection.delete()
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert counted()["mileag"] == 1
     assert "financ" not in counted()
     assert counted()[LexemeFrequency.ALL_CHUNKS] == 1
@@ -93,7 +103,7 @@ def test_edited_text_is_recounted_and_other_updates_change_nothing() -> None:
     assert counted() == before
 
     Chunk.objects.filter(id=chunk.id).update(text="The library opens at nine.")
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert "canteen" not in counted()
     assert counted()["librari"] == 1
 
@@ -105,3 +115,29 @@ def test_emptying_the_chunk_table_empties_the_counts() -> None:
         cursor.execute("TRUNCATE ingest_chunk CASCADE")  # with its sentence vectors
 
     assert counted() == {}
+
+
+def test_each_collection_counts_its_own_chunks() -> None:
+    first, second = make_collection(), make_collection()
+    add_chunks(make_document(collection=first), "Quokkas at the office.", "Parking for quokkas.")
+    add_chunks(make_document(collection=second), "Parking permits.")
+
+    assert per_collection() == recounted()
+    assert per_collection()[(first.id, "quokka")] == 2
+    assert (second.id, "quokka") not in per_collection()
+    assert per_collection()[(first.id, "park")] == 1 and per_collection()[(second.id, "park")] == 1
+    assert per_collection()[(first.id, LexemeFrequency.ALL_CHUNKS)] == 2
+    assert per_collection()[(second.id, LexemeFrequency.ALL_CHUNKS)] == 1
+
+
+def test_a_chunk_moved_to_another_collection_is_counted_there() -> None:
+    first, second = make_collection(), make_collection()
+    (moved, _) = add_chunks(make_document(collection=first), "Quokkas at the office.", "Parking rules.")
+
+    Chunk.objects.filter(id=moved.id).update(collection_id=second.id)
+
+    assert per_collection() == recounted()
+    assert (first.id, "quokka") not in per_collection()
+    assert per_collection()[(second.id, "quokka")] == 1
+    assert per_collection()[(first.id, LexemeFrequency.ALL_CHUNKS)] == 1
+    assert per_collection()[(second.id, LexemeFrequency.ALL_CHUNKS)] == 1

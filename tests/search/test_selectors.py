@@ -17,7 +17,12 @@ from django.http import Http404
 from ingest.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
 from ops import inference
 from search.retrieval import Mode, run_search, search_sql, vector_literal
-from search.selectors import chunk_get_for_user, chunk_search, collection_ids_readable_by
+from search.selectors import (
+    chunk_get_for_user,
+    chunk_search,
+    collection_ids_readable_by,
+    lexeme_frequencies,
+)
 from tests.processes import InferenceProcess, start_inference
 
 pytestmark = pytest.mark.django_db
@@ -515,6 +520,52 @@ def test_keyword_scores_chunks_holding_two_medium_words_beside_those_holding_the
     )
 
     assert [r.chunk_id for r in results] == [both.id]
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_another_collections_words_never_move_this_ones_ranking(mode: str) -> None:
+    """Words are weighed by the collections searched: a word that fills someone else's collection stays
+    the rare word of this one, and this collection ranks the same whether the other exists or not."""
+    searched, other = make_collection(), make_collection()
+    document = make_document(searched)
+    rare_here = add_chunk(document, "Quokkas may visit on Fridays.", basis(4))
+    add_chunk(document, "The office opens at eight.", basis(5))
+    add_chunk(document, "The office closes at six.", basis(6))
+    crowded = make_document(other)
+    for i in range(40):
+        add_chunk(crowded, f"Quokka sighting number {i}.", basis(7))
+    search = partial(
+        chunk_search,
+        collection_ids=[searched.id],
+        query="quokka office",
+        query_embedding=basis(9),
+        mode=mode,
+    )
+
+    with_other = [(r.chunk_id, round(r.score, 9)) for r in search()]
+    other.delete()
+    alone = [(r.chunk_id, round(r.score, 9)) for r in search()]
+
+    # In the searched collection "quokka" (1 of 3 chunks) is rarer than "office" (2 of 3).
+    assert with_other[0][0] == rare_here.id
+    assert with_other == alone
+
+
+def test_lexeme_frequencies_count_only_the_collections_searched() -> None:
+    searched, other = make_collection(), make_collection()
+    add_chunk(make_document(searched), "Quokkas may visit.", basis(4))
+    add_chunk(make_document(searched), "Parking rules.", basis(5))
+    add_chunk(make_document(other), "Quokka sighting.", basis(6))
+
+    assert lexeme_frequencies(lexemes=["quokka", "park"], collection_ids=[searched.id]) == (
+        {"quokka": 1, "park": 1},
+        2,
+    )
+    assert lexeme_frequencies(lexemes=["quokka"], collection_ids=[searched.id, other.id]) == (
+        {"quokka": 2},
+        3,
+    )
+    assert lexeme_frequencies(lexemes=["quokka"], collection_ids=[]) == ({}, 0)
 
 
 def test_keyword_queries_with_quotes_and_backslashes_are_safe() -> None:
