@@ -28,7 +28,7 @@ from search.models import GeneratedQuestion
 from search.selectors import chunk_search
 from tests.search.factories import add_chunks, make_collection, make_document
 from tests.search.fake_inference import CHAT_MODEL, FakeInference, Reply
-from tests.search.test_models import counted, recounted
+from tests.search.test_models import counted, per_collection, recounted
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +122,7 @@ def test_questions_that_retrieve_their_chunk_are_kept_and_expand_it_resumably(
         collection_ids=[handbook.id], query="employees", query_embedding=None, mode="keyword"
     )
     assert [result.chunk_id for result in found] == [parking.id]
-    assert counted() == recounted()
+    assert per_collection() == recounted()
     assert counted()["employe"] == 1
 
     # Resumed: the two chunks done are not asked for again; replies without a question still count as done.
@@ -139,10 +139,10 @@ def test_questions_that_retrieve_their_chunk_are_kept_and_expand_it_resumably(
         chunk_search(collection_ids=[handbook.id], query="employees", query_embedding=None, mode="keyword")
         == []
     )
-    assert counted() == recounted() and "employe" not in counted()
+    assert per_collection() == recounted() and "employe" not in counted()
     assert expansions_apply(collection_ids=[handbook.id], enabled=True) == 2
     assert Chunk.objects.get(id=parking.id).expansion == PARKING_KEPT
-    assert counted() == recounted()
+    assert per_collection() == recounted()
 
 
 def test_a_reingested_document_starts_without_questions_or_expansion(
@@ -154,7 +154,7 @@ def test_a_reingested_document_starts_without_questions_or_expansion(
     Chunk.objects.filter(document_id=parking.document_id).delete()  # what activating a new generation does
 
     assert not GeneratedQuestion.objects.filter(chunk_id=parking.id).exists()
-    assert counted() == recounted()
+    assert per_collection() == recounted()
 
 
 def test_the_command_reports_progress_and_stops_at_its_budget_or_time(
@@ -215,4 +215,4 @@ def test_the_cpu_chat_model_writes_questions_that_are_filtered_by_real_retrieval
         assert chunk.expansion.splitlines() == [
             row.text for row in rows if row.chunk_id == chunk.id and row.kept
         ]
-    assert counted() == recounted()
+    assert per_collection() == recounted()
