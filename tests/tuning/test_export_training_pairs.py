@@ -109,3 +109,22 @@ def test_kept_generated_questions_are_pairs_grouped_with_their_document(tmp_path
         assert row["positive"] == chunk.text
         assert (row in heldout) == is_held_out(f"document:{chunk.document_id}", heldout_pct=20)
     assert train and heldout
+
+
+def test_source_keeps_only_the_kinds_of_pair_asked_for(tmp_path: Path) -> None:
+    """A fine-tune on kept generated questions alone: heading pairs (and feedback) are left out."""
+    collection = make_collection(name="handbook")
+    for n in range(10):
+        (chunk,) = add_chunks(make_document(collection=collection), f"Step {n}.", heading_path=f"src/{n}.py")
+        GeneratedQuestion.objects.create(chunk=chunk, model="m", text=f"What is step {n}?", kept=True, rank=1)
+    make_feedback(rating=Feedback.Rating.UP, answer="25 days [1].")
+
+    summary = export("--out-dir", str(tmp_path), "--source", "generated", "--heldout-pct", "20")
+
+    rows = read_jsonl(tmp_path / "train.jsonl") + read_jsonl(tmp_path / "heldout.jsonl")
+    assert {row["anchor"] for row in rows} == {f"What is step {n}?" for n in range(10)}
+    assert summary["from_feedback"] == 0 and summary["from_generated_questions"] == 10
+    both = export("--out-dir", str(tmp_path / "both"), "--source", "generated", "--source", "heading")
+    assert both["train"] + both["heldout"] == 20
+    with pytest.raises(CommandError):
+        export("--out-dir", str(tmp_path / "bad"), "--source", "titles")
