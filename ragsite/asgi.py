@@ -4,7 +4,8 @@ from typing import Any
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-from ops.admission import AdmissionLimit
+from ops.admission import PROBE_PATHS, AdmissionLimit
+from ops.thread_lanes import ThreadLanes
 from ragsite.request_body import RequestBodyLimit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
@@ -12,7 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragsite.settings.dev")
 # uvicorn serves the whole site, static files included: the pages' JavaScript (htmx, installed from npm
 # at set-up into static/vendor/) comes from this server, never from a CDN. Overload is answered 429 with
 # Retry-After in front of Django, before a thread or a database connection is spent on it; and only once
-# its body is in (within a deadline and a size), so that slow bodies hold no slot.
+# its body is in (within a deadline and a size), so that slow bodies hold no slot. Behind the door, requests
+# share a fixed set of threads for their synchronous work rather than holding one each (ops.thread_lanes).
 django_application = get_asgi_application()
 
 
@@ -34,7 +36,9 @@ def _answer_of_an_admitted_question(scope: dict[str, Any]) -> bool:
 
 application = RequestBodyLimit.from_settings(
     AdmissionLimit.from_settings(
-        ASGIStaticFilesHandler(django_application),
+        ThreadLanes.from_settings(
+            ASGIStaticFilesHandler(django_application), own_lane=lambda scope: scope["path"] in PROBE_PATHS
+        ),
         overloaded=_question_while_retrieval_is_full,
         first=_answer_of_an_admitted_question,
     )
