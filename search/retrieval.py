@@ -153,15 +153,14 @@ def _keyword_cte(*, broad: bool = False) -> str:
     "python" or "use" outweigh the one rare word that matters. Document frequencies come from
     `LexemeFrequency` (exact, kept by triggers), summed over the collections searched, so that another
     collection's words move neither the weights nor which chunks are candidates; a lexeme no chunk of them
-    holds is dropped. Every lexeme of the
-    question adds to the score, but scoring costs a heap visit per chunk, so only chunks that could score
-    well are scored (as in Elasticsearch's common-terms query and MaxScore): those holding one of the
-    rarest lexemes (rarest first while together they are held by at most KEYWORD_ROWS_PER_CANDIDATE chunks
-    per candidate wanted; the rarest always) or two of the next KEYWORD_PAIRED_LEXEMES. Lexemes in more
-    than COMMON_LEXEME_FREQUENCY of all chunks only add to the score. A short list is filled from the other
-    uncommon lexemes, an empty one from every lexeme. At most KEYWORD_MAX_ROWS_PER_CANDIDATE chunks per
-    candidate are scored, those holding a rare lexeme before those holding a pair; when even the rarest
-    lexeme is held by more, a chunk must hold the two rarest.
+    holds is dropped. Every lexeme of the question adds to the score, but scoring costs a heap visit per
+    chunk, so only chunks that could score well are scored (as in Elasticsearch's common-terms query and
+    MaxScore): those holding one of the rarest lexemes (rarest first while together they are held by at
+    most KEYWORD_ROWS_PER_CANDIDATE chunks per candidate wanted; the rarest always) or two of the next
+    KEYWORD_PAIRED_LEXEMES. Lexemes in more than COMMON_LEXEME_FREQUENCY of all chunks only add to the
+    score. A short list is filled from the other uncommon lexemes, an empty one from every lexeme. At most
+    KEYWORD_MAX_ROWS_PER_CANDIDATE chunks per candidate are scored, those holding a rare lexeme before
+    those holding a pair; when even the rarest lexeme is held by more, a chunk must hold the two rarest.
     """
     table = Chunk._meta.db_table
     frequencies = LexemeFrequency._meta.db_table
@@ -187,10 +186,13 @@ def _keyword_cte(*, broad: bool = False) -> str:
                         WHERE a.lexeme = '{all_chunks}' AND a.collection_id = ANY(%(collection_ids)s)
                     )::float8 AS total
                 FROM (
-                    SELECT f.lexeme, sum(f.chunks) AS chunks FROM {frequencies} f
-                    WHERE f.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(query)s)))
-                        AND f.collection_id = ANY(%(collection_ids)s)
-                    GROUP BY f.lexeme
+                    -- One index probe per lexeme of the question, as a join: written as
+                    -- `f.lexeme = ANY(...)` the same sums made every search about 5 ms slower.
+                    SELECT lexeme, sum(f.chunks) AS chunks
+                    FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
+                    JOIN {frequencies} f USING (lexeme)
+                    WHERE f.collection_id = ANY(%(collection_ids)s)
+                    GROUP BY lexeme
                 ) f
                 WHERE f.chunks > 0
             ) known
