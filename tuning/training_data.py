@@ -6,6 +6,7 @@ It reads search's feedback, so it sits above search with the retriever workflow 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.db.models import F
@@ -26,14 +27,40 @@ class TrainingPair:
     group: str
 
 
-def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[TrainingPair]:
-    """Pairs from the organisation's own data: heading path -> the live chunk's text, a kept generated
-    question -> its live chunk's text (`manage.py generate_questions`), and question -> each passage a
-    helpful answer cited (thumbs up). Chunks and generated questions group by document, feedback by itself."""
+# The kinds of pair. Which help depends on the organisation's data: on python-faq, whose titles are file
+# paths, heading pairs turned a fine-tune's gain into a loss, while the kept generated questions alone helped
+# on both public sets (docs/retrieval.md, "Domain adaptation").
+PAIR_KINDS = ("heading", "generated", "feedback")
+
+
+def training_pairs_list(
+    *, collection_ids: list[int] | None = None, kinds: Collection[str] = PAIR_KINDS
+) -> list[TrainingPair]:
+    """Pairs from the organisation's own data, of the `kinds` asked for: heading path -> the live chunk's
+    text ("heading"), a kept generated question -> its live chunk's text ("generated", `manage.py
+    generate_questions`), and question -> each passage a helpful answer cited ("feedback", thumbs up).
+    Chunks and generated questions group by document, feedback by itself."""
+    pairs: list[TrainingPair] = []
+    if "heading" in kinds:
+        pairs += _heading_pairs(collection_ids)
+    if "generated" in kinds:
+        pairs += _generated_pairs(collection_ids)
+    if "feedback" in kinds:
+        for feedback in feedback_list(rating="up"):
+            pairs += [
+                TrainingPair(
+                    anchor=row["anchor"], positive=row["positive"], source=row["source"], group=row["source"]
+                )
+                for row in as_pairs(feedback)
+            ]
+    return pairs
+
+
+def _heading_pairs(collection_ids: list[int] | None) -> list[TrainingPair]:
     chunks = Chunk.objects.filter(generation=F("document__generation")).exclude(heading_path="")
     if collection_ids:
         chunks = chunks.filter(collection_id__in=collection_ids)
-    pairs = [
+    return [
         TrainingPair(
             anchor=heading, positive=text, source=f"chunk:{chunk_id}", group=f"document:{document_id}"
         )
@@ -42,12 +69,15 @@ def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[Trai
         )
         if text.strip()
     ]
+
+
+def _generated_pairs(collection_ids: list[int] | None) -> list[TrainingPair]:
     generated = GeneratedQuestion.objects.filter(
         kept=True, chunk__generation=F("chunk__document__generation")
     ).exclude(text="")
     if collection_ids:
         generated = generated.filter(chunk__collection_id__in=collection_ids)
-    pairs += [
+    return [
         TrainingPair(
             anchor=question, positive=text, source=f"generated:{question_id}", group=f"document:{document_id}"
         )
@@ -56,11 +86,3 @@ def training_pairs_list(*, collection_ids: list[int] | None = None) -> list[Trai
         )
         if text.strip()
     ]
-    for feedback in feedback_list(rating="up"):
-        pairs += [
-            TrainingPair(
-                anchor=row["anchor"], positive=row["positive"], source=row["source"], group=row["source"]
-            )
-            for row in as_pairs(feedback)
-        ]
-    return pairs

@@ -12,12 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.selectors import collection_ids_named
-from tuning.training_data import TrainingPair, training_pairs_list
-
-# The kinds of pair, by the prefix of their source. Which kinds help depends on the organisation's data: on
-# python-faq, whose titles are file paths, heading pairs turned a fine-tune's gain into a loss, while the kept
-# generated questions alone helped on both public sets (docs/retrieval.md, "Domain adaptation").
-SOURCE_KINDS = {"heading": "chunk:", "generated": "generated:", "feedback": "feedback:"}
+from tuning.training_data import PAIR_KINDS, TrainingPair, training_pairs_list
 
 
 def is_held_out(group: str, *, heldout_pct: int) -> bool:
@@ -73,7 +68,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--source",
             action="append",
-            choices=sorted(SOURCE_KINDS),
+            choices=PAIR_KINDS,
             default=[],
             help="only pairs of this kind (repeatable; default every kind): heading path, kept generated "
             "question, or helpful answer",
@@ -87,10 +82,8 @@ class Command(BaseCommand):
             collection_ids = collection_ids_named(options["collection"])
         except LookupError as exc:
             raise CommandError(str(exc)) from None
-        pairs = training_pairs_list(collection_ids=collection_ids or None)
-        if options["source"]:
-            prefixes = tuple(SOURCE_KINDS[kind] for kind in options["source"])
-            pairs = [pair for pair in pairs if pair.source.startswith(prefixes)]
+        kinds = options["source"] or PAIR_KINDS
+        pairs = training_pairs_list(collection_ids=collection_ids or None, kinds=kinds)
         if not pairs:
             raise CommandError(
                 "There is nothing to export: no document has headed chunks or kept generated questions, "
