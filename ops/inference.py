@@ -177,13 +177,23 @@ def _raise_for_response(response: httpx.Response) -> None:
     raise InferenceError(f"The model service refused the request: {message}", status=response.status_code)
 
 
+# A connection that broke after the request went out and before any of the answer came back (reset, or
+# closed by the server): nothing was answered, so the request is sent once more, on the same replica,
+# before the fault counts. The pool has dropped the broken connection by then. Refused connections and
+# timeouts are not resent: the first says the replica is down, the second that it is slow.
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
 def _post(path: str, body: dict[str, Any]) -> httpx.Response:
     """POST to the replicas in turn until one takes it; the last answer or fault decides."""
     replicas = _replicas_in_turn()
     for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
         try:
-            response = _client(url).post(path, json=body, headers=_headers())
+            try:
+                response = _client(url).post(path, json=body, headers=_headers())
+            except _DROPPED:
+                response = _client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
                 raise InferenceUnavailable(
@@ -200,7 +210,10 @@ async def _apost(path: str, body: dict[str, Any]) -> httpx.Response:
     for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
         try:
-            response = await _async_client(url).post(path, json=body, headers=_headers())
+            try:
+                response = await _async_client(url).post(path, json=body, headers=_headers())
+            except _DROPPED:
+                response = await _async_client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
                 raise InferenceUnavailable(
@@ -332,11 +345,16 @@ async def chat_stream(
 
     A replica that is unreachable, full or not ready is skipped for the next one, but only before the
     first byte of the answer: once streaming has begun, a failure is reported, never silently restarted.
+    A connection dropped before then is first tried once more on the same replica (`_DROPPED`).
     """
     replicas = _replicas_in_turn()
     started = False
-    for position, url in enumerate(replicas):
+    resent: set[str] = set()
+    position = 0
+    while position < len(replicas):
+        url = replicas[position]
         last = position == len(replicas) - 1
+        position += 1
         try:
             body: dict[str, Any] = {
                 "model": await _chat_model(url),
@@ -377,6 +395,10 @@ async def chat_stream(
                     "The model service is busy: no answer began in time", retry_after=BUSY_RETRY_AFTER_S
                 ) from exc
         except httpx.TransportError as exc:
+            if not started and isinstance(exc, _DROPPED) and url not in resent:
+                resent.add(url)
+                position -= 1
+                continue
             if started or last:
                 raise InferenceUnavailable(
                     f"The model service at {url} cannot be reached: {_reason(exc)}"

@@ -46,10 +46,13 @@ RAGSITE_WEB_MAX_ACTIVE = env.int(
 RAGSITE_WEB_MAX_WAITING = env.int("RAGSITE_WEB_MAX_WAITING", default=16384)
 RAGSITE_WEB_MAX_WAIT_S = env.float("RAGSITE_WEB_MAX_WAIT_S", default=300.0)
 RAGSITE_WEB_RETRY_AFTER_S = env.float("RAGSITE_WEB_RETRY_AFTER_S", default=2.0)
-# Threads for the requests' synchronous work (ops.thread_lanes), shared instead of one per request: as many
-# as the pool has connections, since each thread holds at most one at a time; fewer would leave connections
-# idle while sync work queues, more would only wait for the pool.
-RAGSITE_WEB_THREADS = env.int("RAGSITE_WEB_THREADS", default=env.int("DATABASE_POOL_MAX_SIZE", default=20))
+# Threads for the requests' synchronous work (ops.thread_lanes), shared instead of one per request: one fewer
+# than the pool has connections, since each thread holds at most one at a time and the probes' own thread
+# (/healthz, /metrics) holds the last; fewer would leave connections idle while sync work queues, more would
+# only wait for the pool.
+RAGSITE_WEB_THREADS = env.int(
+    "RAGSITE_WEB_THREADS", default=max(1, env.int("DATABASE_POOL_MAX_SIZE", default=20) - 1)
+)
 # Before admission (ragsite.request_body) each request's body must arrive within this many seconds, plus
 # one second per RAGSITE_WEB_BODY_MIN_RATE bytes received (a large upload over a slow line), else 408.
 RAGSITE_WEB_BODY_TIMEOUT_S = env.float("RAGSITE_WEB_BODY_TIMEOUT_S", default=10.0)

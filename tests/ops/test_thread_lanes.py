@@ -141,3 +141,9 @@ def test_the_probes_have_a_thread_of_their_own() -> None:
 
     assert asyncio.run(both()) == [200, 200]
     assert seen["/ask/"] != seen["/healthz"]
+
+
+def test_the_lanes_and_the_probes_thread_fit_the_database_pool(settings: Any) -> None:
+    """Each thread holds at most one pooled connection; one more thread than connections would wait on one."""
+    pool = settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]
+    assert pool == settings.RAGSITE_WEB_THREADS + 1  # the lanes, and the probes' thread
