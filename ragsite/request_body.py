@@ -3,11 +3,11 @@
 Django's ASGI handler reads the whole body before the view runs, with no timeout; behind the admission gate
 (ops.admission) a client that sends its headers and then trickles its body would hold one of the few run
 slots for as long as it liked, and a handful of them would close the site (or its probes' lane). Here the
-body is read first, buffered (spilling to a temporary file past `IN_MEMORY_BYTES`), and replayed to the app;
-a body that has not arrived by its deadline is answered 408, one past its size 413, and neither ever reaches
-the gate. The deadline is mod_reqtimeout's: `timeout_s` from the request's arrival, extended by one second
-for every `min_rate` bytes received, so that a large upload over a slow line still arrives while a trickle
-does not.
+body is read first, buffered (in memory up to `IN_MEMORY_BYTES`, past it in a temporary file), and replayed
+to the app; a body that has not arrived by its deadline is answered 408, one past its size 413, and neither
+ever reaches the gate. The deadline is mod_reqtimeout's: `timeout_s` from the request's arrival, extended by
+one second for every `min_rate` bytes received, so that a large upload over a slow line still arrives while
+a trickle does not.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class RequestBodyLimit:
             return
         loop = asyncio.get_running_loop()
         arrived = loop.time()
-        body = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115 (closed below)
+        # Up to IN_MEMORY_BYTES the parts are kept as they came (a question's form is one small part);
+        # past it, in a temporary file. Thousands of requests may wait at the door with their bodies.
+        parts: list[bytes] = []
+        spool: IO[bytes] | None = None
         try:
             size = 0
             more = True
@@ -93,29 +96,54 @@ class RequestBodyLimit:
                 if size > limit:
                     await _refuse(send, 413, f"The request body is larger than {limit} bytes.\n")
                     return
-                body.write(part)
+                if spool is None and size > IN_MEMORY_BYTES:
+                    spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115 (closed below)
+                    spool.writelines(parts)
+                    parts.clear()
+                if spool is None:
+                    parts.append(part)
+                else:
+                    spool.write(part)
                 more = bool(message.get("more_body", False))
-            body.seek(0)
-            await self.app(scope, _replay(body, size, receive), send)
+            body: bytes | IO[bytes]
+            if spool is None:
+                body = parts[0] if len(parts) == 1 else b"".join(parts)
+            else:
+                spool.seek(0)
+                body = spool
+            parts.clear()
+            await self.app(scope, _Replay(body, size, receive), send)
         finally:
-            body.close()
+            if spool is not None:
+                spool.close()
 
 
-def _replay(body: IO[bytes], size: int, receive: Receive) -> Receive:
-    """A receive that gives the buffered body, then whatever the client sends next (its disconnect)."""
-    sent = 0
-    done = False
+class _Replay:
+    """A receive that gives the buffered body, then whatever the client sends next (its disconnect).
 
-    async def replay() -> Message:
-        nonlocal sent, done
+    A class with slots rather than a closure: one is held by every request waiting at the door.
+    """
+
+    __slots__ = ("_body", "_left", "_receive")
+
+    def __init__(self, body: bytes | IO[bytes], size: int, receive: Receive) -> None:
+        self._body: bytes | IO[bytes] | None = body
+        self._left = size
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        body = self._body
+        if body is None:
+            return await self._receive()
+        if isinstance(body, bytes):
+            part, self._body = body[:REPLAY_CHUNK_BYTES], body[REPLAY_CHUNK_BYTES:]
+        else:
+            part = body.read(REPLAY_CHUNK_BYTES)
+        self._left -= len(part)
+        done = self._left <= 0
         if done:
-            return await receive()
-        part = body.read(REPLAY_CHUNK_BYTES)
-        sent += len(part)
-        done = sent >= size
+            self._body = None
         return {"type": "http.request", "body": part, "more_body": not done}
-
-    return replay
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -167,6 +167,19 @@ def test_a_body_in_many_parts_is_replayed_whole_then_the_client_disconnect() -> 
     assert app.after_body == {"type": "http.disconnect"}
 
 
+def test_a_small_body_in_parts_is_replayed_whole_from_memory() -> None:
+    parts = [b"question=", b"how+do+I+", b"reset+my+VPN"]
+    status, app = call(parts, headers=[(b"content-type", b"application/x-www-form-urlencoded")])
+    assert status == 200 and app.body == b"".join(parts)
+    assert app.after_body == {"type": "http.disconnect"}
+
+
+def test_a_body_that_outgrows_memory_midway_keeps_the_parts_already_in() -> None:
+    parts = [b"a" * (40 * 1024), b"b" * (40 * 1024), b"c" * 10]  # past IN_MEMORY_BYTES at the second part
+    status, app = call(parts, headers=[])
+    assert status == 200 and app.body == b"".join(parts)
+
+
 def test_an_empty_body_is_replayed_as_one_empty_message() -> None:
     status, app = call([b""], headers=[])
     assert status == 200 and app.body == b"" and app.after_body == {"type": "http.disconnect"}
