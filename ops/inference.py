@@ -125,10 +125,46 @@ def _headers(request_id: str | None = None) -> dict[str, str]:
     return headers
 
 
+# A connection that broke after the request went out and before the answer's head came back (reset, or
+# closed by the server): nothing was answered, so the clients' transports send the request once more, on
+# the same replica, before the fault counts. The pool has dropped the broken connection by then. Refused
+# connections and timeouts are not resent: the first says the replica is down, the second that it is slow.
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+class _ResendDropped(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self.inner.handle_request(request)
+        except _DROPPED:
+            return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _AsyncResendDropped(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except _DROPPED:
+            return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def _client(url: str) -> httpx.Client:
     client = _sync_clients.get(url)
     if client is None:
-        client = httpx.Client(base_url=url, timeout=_timeout())
+        transport = _ResendDropped(httpx.HTTPTransport())
+        client = httpx.Client(base_url=url, timeout=_timeout(), transport=transport)
         _sync_clients[url] = client
     return client
 
@@ -138,7 +174,8 @@ def _async_client(url: str) -> httpx.AsyncClient:
     client = _async_clients.get(key)
     if client is None:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        client = httpx.AsyncClient(base_url=url, timeout=_timeout(), limits=limits)
+        transport = _AsyncResendDropped(httpx.AsyncHTTPTransport(limits=limits))
+        client = httpx.AsyncClient(base_url=url, timeout=_timeout(), transport=transport)
         _async_clients[key] = client
     return client
 
@@ -177,23 +214,13 @@ def _raise_for_response(response: httpx.Response) -> None:
     raise InferenceError(f"The model service refused the request: {message}", status=response.status_code)
 
 
-# A connection that broke after the request went out and before any of the answer came back (reset, or
-# closed by the server): nothing was answered, so the request is sent once more, on the same replica,
-# before the fault counts. The pool has dropped the broken connection by then. Refused connections and
-# timeouts are not resent: the first says the replica is down, the second that it is slow.
-_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
-
-
 def _post(path: str, body: dict[str, Any]) -> httpx.Response:
     """POST to the replicas in turn until one takes it; the last answer or fault decides."""
     replicas = _replicas_in_turn()
     for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
         try:
-            try:
-                response = _client(url).post(path, json=body, headers=_headers())
-            except _DROPPED:
-                response = _client(url).post(path, json=body, headers=_headers())
+            response = _client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
                 raise InferenceUnavailable(
@@ -210,10 +237,7 @@ async def _apost(path: str, body: dict[str, Any]) -> httpx.Response:
     for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
         try:
-            try:
-                response = await _async_client(url).post(path, json=body, headers=_headers())
-            except _DROPPED:
-                response = await _async_client(url).post(path, json=body, headers=_headers())
+            response = await _async_client(url).post(path, json=body, headers=_headers())
         except httpx.TransportError as exc:
             if last:
                 raise InferenceUnavailable(
@@ -345,16 +369,11 @@ async def chat_stream(
 
     A replica that is unreachable, full or not ready is skipped for the next one, but only before the
     first byte of the answer: once streaming has begun, a failure is reported, never silently restarted.
-    A connection dropped before then is first tried once more on the same replica (`_DROPPED`).
     """
     replicas = _replicas_in_turn()
     started = False
-    resent: set[str] = set()
-    position = 0
-    while position < len(replicas):
-        url = replicas[position]
+    for position, url in enumerate(replicas):
         last = position == len(replicas) - 1
-        position += 1
         try:
             body: dict[str, Any] = {
                 "model": await _chat_model(url),
@@ -395,10 +414,6 @@ async def chat_stream(
                     "The model service is busy: no answer began in time", retry_after=BUSY_RETRY_AFTER_S
                 ) from exc
         except httpx.TransportError as exc:
-            if not started and isinstance(exc, _DROPPED) and url not in resent:
-                resent.add(url)
-                position -= 1
-                continue
             if started or last:
                 raise InferenceUnavailable(
                     f"The model service at {url} cannot be reached: {_reason(exc)}"
