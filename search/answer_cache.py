@@ -1,9 +1,9 @@
 """Finished answers kept for reuse: the same question, over the same readable collections, the same documents.
 
 The key holds what an answer depends on: the question normalised (case, spacing, punctuation), the sorted ids
-of the collections the asker may read (so nothing can come out of a collection they cannot), a fingerprint
-of those collections' documents (id, collection, live generation, title: a re-ingest, a deletion or a move
-changes it), the active retriever's model and column, and the answering settings. A change of permissions
+of the collections the asker may read (so nothing can come out of a collection they cannot), where those
+collections' documents stand (a counter each, moved by a re-ingest, an addition, a deletion, a move or a new
+title), the active retriever's model and column, and the answering settings. A change of permissions
 changes the asker's readable set, and so the key. Entries expire after `RAGSITE_ANSWER_CACHE_TTL_S`.
 """
 
@@ -23,11 +23,11 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
-from ingest.models import Document
 from ops.db import db_sync_to_async
 from retrievers.selectors import embedding_slot_active
 from search.answer_redis import KEY_PREFIX, answer_redis, answer_redis_sync
 from search.answers import MODEL_UNAVAILABLE_NOTE
+from search.models import CollectionDocumentsVersion
 from search.services import AnswerEvent, SourceRef
 
 logger = logging.getLogger(__name__)
@@ -54,16 +54,21 @@ def question_normalised(question: str) -> str:
 
 
 def documents_fingerprint(*, collection_ids: Sequence[int]) -> str:
-    """A digest of the collections' documents: each one's id, collection, live generation and title."""
+    """Where the collections' documents stand: each collection's counter of changes to its documents.
+
+    A document added, deleted, moved, renamed or given a new live generation draws its collection a new value
+    (`CollectionDocumentsVersion`, kept by triggers), so this costs one primary-key lookup per collection,
+    however many documents they hold.
+    """
+    ids = sorted(set(collection_ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), coalesce(md5(string_agg("
-            "id::text || ':' || collection_id::text || ':' || generation::text || ':' || md5(title), ','"
-            f" ORDER BY id)), '') FROM {Document._meta.db_table} WHERE collection_id = ANY(%s)",
-            [list(collection_ids)],
+            f"SELECT collection_id, version FROM {CollectionDocumentsVersion._meta.db_table}"
+            " WHERE collection_id = ANY(%s)",
+            [ids],
         )
-        count, digest = cursor.fetchone()
-    return f"{count}:{digest}"
+        versions = dict(cursor.fetchall())
+    return ",".join(f"{collection_id}:{versions.get(collection_id, 0)}" for collection_id in ids)
 
 
 def _key_parts(*, collection_ids: Sequence[int]) -> dict[str, Any]:

@@ -111,6 +111,23 @@ class LexemeFrequency(models.Model):
         return f"{self.collection_id}/{self.lexeme or '(all chunks)'}: {self.chunks}"
 
 
+class CollectionDocumentsVersion(models.Model):
+    """A counter of changes to a collection's documents: one is added, deleted, moved in or out, renamed, or
+    given a new live generation. The answer cache's key holds the counters of the collections read
+    (`search.answer_cache.documents_fingerprint`), so that what the key costs to compute does not grow with
+    the documents. Kept by triggers on the document table in the transaction that writes the documents
+    (migration 0008), so every path that changes them (ingestion, a move, a deletion, the admin, a bulk
+    update) moves it; Django never writes it. `collection_id` is not a foreign key: a collection's row is
+    dropped by a trigger when the collection is deleted.
+    """
+
+    collection_id = models.BigIntegerField(primary_key=True)
+    version = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.collection_id}: {self.version}"
+
+
 class ChunkSentences(models.Model):
     """The sentences of a chunk that an extractive answer may quote, embedded ahead of any question.
 

@@ -155,3 +155,43 @@ def test_counting_lexemes_per_collection_counts_the_existing_chunks_and_goes_bac
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert per_collection() == recounted()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counting_collection_document_changes_starts_every_collection_and_goes_back() -> None:
+    """search.0008 gives every collection there is a counter, which a new document then moves; reversed, its
+    triggers go with the table, and documents are written as before."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("search", "0007_lexeme_frequency_per_collection")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    Collection = apps.get_model("ingest", "Collection")
+    Document = apps.get_model("ingest", "Document")
+    full, empty = Collection.objects.create(name="full"), Collection.objects.create(name="empty")
+    Document.objects.create(collection=full, file="", original_name="a.txt", sha256="0" * 64, generation=1)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT collection_id, version FROM search_collectiondocumentsversion")
+        started = dict(cursor.fetchall())
+    assert set(started) == {full.id, empty.id}
+    Document.objects.create(collection=empty, file="", original_name="b.txt", sha256="1" * 64)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT version FROM search_collectiondocumentsversion WHERE collection_id = %s", [empty.id]
+        )
+        assert cursor.fetchone()[0] != started[empty.id]
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    Document.objects.create(collection=full, file="", original_name="c.txt", sha256="2" * 64)
+    Document.objects.filter(collection=full).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('search_collectiondocumentsversion')")
+        assert cursor.fetchone() == (None,)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from ingest.models import Chunk, Document
 from search import embedding_cache
@@ -14,12 +16,13 @@ from search.answer_cache import (
     answer_cache_set,
     answer_cacheable,
     answer_key,
+    documents_fingerprint,
     question_normalised,
 )
 from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.services import NOT_FOUND_ANSWER, AnswerEvent
 from tests.search.answer_scripts import ANSWER, LAPTOPS, QUESTION, run
-from tests.search.factories import add_chunks, make_document
+from tests.search.factories import add_chunks, make_collection, make_document
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +45,9 @@ def test_a_question_is_normalised_for_its_case_spacing_and_punctuation_but_keeps
     assert question_normalised("?!") == ""
 
 
-def test_the_key_changes_with_a_new_generation_a_deleted_or_a_moved_document(laptops: Document) -> None:
+def test_the_key_changes_with_a_new_generation_or_an_added_deleted_renamed_or_moved_document(
+    laptops: Document,
+) -> None:
     collection_id = laptops.collection_id
 
     def key() -> str:
@@ -60,7 +65,12 @@ def test_the_key_changes_with_a_new_generation_a_deleted_or_a_moved_document(lap
     other = make_document(collection=laptops.collection, title="Old policy")
     keys.append(key())
     other.delete()
-    assert key() == keys[1]
+    keys.append(key())
+    Document.objects.filter(id=laptops.id).update(title="Returns")
+    keys.append(key())
+    # Progress and status change all through an ingestion and say nothing of what an answer holds.
+    Document.objects.filter(id=laptops.id).update(progress=40, status=Document.Status.EMBEDDING)
+    assert key() == keys[-1]
     elsewhere = make_document(title="Elsewhere")
     Document.objects.filter(id=elsewhere.id).update(collection_id=collection_id)
     keys.append(key())
@@ -68,7 +78,23 @@ def test_the_key_changes_with_a_new_generation_a_deleted_or_a_moved_document(lap
     keys.append(
         run(lambda: answer_key(collection_ids=[collection_id, elsewhere.collection_id], question=QUESTION))
     )
-    assert len(set(keys)) == 5
+    assert len(set(keys)) == 7
+
+
+def test_the_documents_part_of_the_key_reads_one_row_per_collection_not_the_documents(
+    laptops: Document,
+) -> None:
+    """Its cost does not grow with the documents: no scan of the document table, one counter a collection."""
+    for n in range(3):
+        make_document(collection=laptops.collection, title=f"Policy {n}")
+    with CaptureQueriesContext(connection) as queries:
+        fingerprint = documents_fingerprint(collection_ids=[laptops.collection_id, laptops.collection_id])
+    assert len(queries) == 1
+    assert Document._meta.db_table not in queries[0]["sql"]
+    assert fingerprint.startswith(f"{laptops.collection_id}:")
+    # A collection that never held a document has no counter yet, and a part of its own.
+    empty = make_collection()
+    assert documents_fingerprint(collection_ids=[empty.id]) == f"{empty.id}:0"
 
 
 def test_only_a_finished_checked_answer_is_kept() -> None:

@@ -1,13 +1,14 @@
-"""LexemeFrequency: the chunk table's triggers keep the lexemes' document frequencies exact on every write."""
+"""LexemeFrequency: the chunk table's triggers keep the lexemes' document frequencies exact on every write;
+CollectionDocumentsVersion: the document table's triggers move a collection's counter on every change."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
 
-from ingest.models import Chunk
-from ingest.services import document_delete, document_generation_activate
-from search.models import LexemeFrequency
+from ingest.models import Chunk, Document
+from ingest.services import document_delete, document_generation_activate, document_move
+from search.models import CollectionDocumentsVersion, LexemeFrequency
 from tests.search.factories import add_chunks, make_collection, make_document
 
 pytestmark = pytest.mark.django_db
@@ -141,3 +142,54 @@ def test_a_chunk_moved_to_another_collection_is_counted_there() -> None:
     assert per_collection()[(second.id, "quokka")] == 1
     assert per_collection()[(first.id, LexemeFrequency.ALL_CHUNKS)] == 1
     assert per_collection()[(second.id, LexemeFrequency.ALL_CHUNKS)] == 1
+
+
+def counters() -> dict[int, int]:
+    return dict(CollectionDocumentsVersion.objects.values_list("collection_id", "version"))
+
+
+def test_every_change_to_what_a_collections_documents_hold_draws_it_a_new_counter() -> None:
+    """CollectionDocumentsVersion: an addition, a new live generation, a new title, a move (both collections),
+    a deletion and a bulk deletion each draw a new value; progress and status do not."""
+    collection, other = make_collection(), make_collection()
+    document = make_document(collection=collection, title="Parking")
+    seen = [counters()[collection.id]]
+
+    def moved() -> bool:
+        value = counters()[collection.id]
+        fresh = value not in seen
+        seen.append(value)
+        return fresh
+
+    Document.objects.filter(id=document.id).update(progress=50, status=Document.Status.EMBEDDING)
+    assert not moved()
+    document_generation_activate(document=document, generation=document.generation + 1)
+    assert moved()
+    Document.objects.filter(id=document.id).update(title="Parking rules")
+    assert moved()
+    second = make_document(collection=collection, title="Holidays")
+    assert moved()
+    before_move = counters().get(other.id)
+    document_move(document=second, collection=other)
+    assert moved()
+    assert counters()[other.id] != before_move
+    document_delete(document=document)
+    assert moved()
+    make_document(collection=collection)
+    make_document(collection=collection)
+    assert moved()
+    Document.objects.filter(collection=collection).delete()
+    assert moved()
+
+
+def test_a_deleted_collection_takes_its_counter_and_an_emptied_table_moves_every_counter() -> None:
+    kept, dropped = make_collection(), make_collection()
+    make_document(collection=kept)
+    make_document(collection=dropped)
+    before = counters()[kept.id]
+    dropped.delete()
+    assert dropped.id not in counters()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's transaction defers foreign-key checks
+        cursor.execute("TRUNCATE ingest_document CASCADE")
+    assert counters()[kept.id] != before
