@@ -23,6 +23,7 @@ from ingest.services import DocumentDuplicate, DocumentRefused, document_create
 from ops.db import db_sync_to_async
 from search.rendering import passage_url
 from search.services import AnswerEvent, SourceRef
+from search.shared_answers import question_turned_away_async, turned_away_text
 
 from .schemas import AskIn, AskOut, DocumentOut, DocumentsOut, ErrorOut
 from .selectors import (
@@ -147,6 +148,12 @@ async def ask(request: HttpRequest, payload: AskIn) -> Any:
     if not question:
         raise ApiRefused("Type a question first.", status=400, code="question_missing")
     collection_ids = api_collection_ids_for_request(authorized=authorized, requested=payload.collections)
+    # Retrieval could not take it in time: said now, not after a wait (search.shared_answers).
+    retry_after = await question_turned_away_async(
+        collection_ids=collection_ids, question=question, follow_up=False
+    )
+    if retry_after is not None:
+        raise ApiRefused(turned_away_text(retry_after), status=429, code="busy", retry_after=retry_after)
     request_id = str(getattr(request, "request_id", "") or uuid.uuid4().hex)
     events = api_answer_stream(collection_ids=collection_ids, question=question, request_id=request_id)
     if _wants_events(request):

@@ -37,9 +37,9 @@ from search.answer_cache import (
 )
 from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.models import Message
-from search.retrieval_gate import retrieval_bounded
+from search.retrieval_gate import retrieval_bounded, retrieval_wait_beyond_budget
 from search.services import AnswerEvent, SourceRef, answer_stream
-from search.single_flight import StartAnswer, flight_join, flight_leave
+from search.single_flight import StartAnswer, flight_in_progress_blocking, flight_join, flight_leave
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,46 @@ def model_busy_retry_after(done: AnswerEvent, *, last_busy: AnswerEvent | None) 
     if last_busy is not None and last_busy.retry_after is not None:
         return max(1, math.ceil(last_busy.retry_after))
     return math.ceil(float(_setting("RAGSITE_ANSWER_MAX_RETRY_WAIT_S", 10.0)))
+
+
+def question_turned_away(*, collection_ids: Sequence[int], question: str, follow_up: bool) -> int | None:
+    """Seconds to ask again after, when retrieval could not take this new question within its wait and no
+    answer to it is kept or being written (a reused or joined answer needs no retrieval); None to go ahead.
+
+    The asker is told at once, before a turn is recorded or a stream opened, instead of waiting their whole
+    turn to be told the same (`search.retrieval_gate.retrieval_wait_beyond_budget`). The wait past what is
+    allowed is how long the queue ahead takes to shorten enough, so it is the time to come back after. A
+    follow-up is read with its conversation and shared with nobody: it always needs retrieval.
+    """
+    beyond = retrieval_wait_beyond_budget()
+    if beyond <= 0:
+        return None
+    key = None
+    if not follow_up:
+        key = shared_answer_key(collection_ids=collection_ids, question=question, history=())
+    if key is not None:
+        try:
+            if answer_cache_get_blocking(key) is not None or flight_in_progress_blocking(key):
+                return None
+        except RedisError as exc:
+            logger.warning("the answer cache is unavailable: %s", exc)
+    ANSWERS_SERVED.labels("turned_away").inc()
+    return max(1, math.ceil(beyond))
+
+
+async def question_turned_away_async(
+    *, collection_ids: Sequence[int], question: str, follow_up: bool
+) -> int | None:
+    """`question_turned_away` from async code: its reads go to a thread only while retrieval is behind."""
+    if retrieval_wait_beyond_budget() <= 0:
+        return None
+    return await db_sync_to_async(question_turned_away)(
+        collection_ids=collection_ids, question=question, follow_up=follow_up
+    )
+
+
+def turned_away_text(retry_after: int) -> str:
+    return f"Too many questions are being answered right now. Please ask again in {retry_after} s."
 
 
 def message_answer_reused(

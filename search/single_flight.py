@@ -31,7 +31,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from search.answer_cache import answer_cache_get, answer_cache_set, event_as_dict, event_from_dict
-from search.answer_redis import KEY_PREFIX, answer_redis
+from search.answer_redis import KEY_PREFIX, answer_redis, answer_redis_sync
 from search.embedding_cache import question_embeddings_cached
 from search.model_queue import answer_askers
 from search.retrieval_gate import retrieval_bounded
@@ -492,3 +492,8 @@ async def flight_join(key: str, start: StartAnswer) -> tuple[Flight, bool] | Non
 
 def flight_leave(flight: Flight) -> None:
     _hub().leave(flight)
+
+
+def flight_in_progress_blocking(key: str) -> bool:
+    """Whether an answer for `key` is being written now, in any process (its lease is held); from a view."""
+    return bool(answer_redis_sync().exists(_lease_key(key)))

@@ -38,7 +38,9 @@ from search.shared_answers import (
     message_answer_reused,
     message_record_shared_answer,
     model_busy_retry_after,
+    question_turned_away,
     shared_answer_key,
+    turned_away_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,6 +139,19 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
             response["HX-Reswap"] = "outerHTML"
             return response
         return _ask_page(request, conversation=conversation, form=form)
+    collection_ids = collection_ids_readable_by(user=request.user)
+    question = form.cleaned_data["question"]
+    retry_after = question_turned_away(
+        collection_ids=collection_ids, question=question, follow_up=conversation is not None
+    )
+    if retry_after is not None:
+        # As the door says it (static/js/ask.js asks again after Retry-After): nothing recorded, no stream.
+        return HttpResponse(
+            f"{turned_away_text(retry_after)}\n",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+            headers={"Retry-After": str(retry_after)},
+        )
     # The answer's stream is a request of its own: it inherits what is left of this one's wait budget.
     until = wait_until.get()
     message = services.conversation_ask(
@@ -148,7 +163,7 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
     # A question answered before is answered here and now, from the cache: no stream to open for it.
     reused = message_answer_reused(
         message=message,
-        collection_ids=collection_ids_readable_by(user=request.user),
+        collection_ids=collection_ids,
         history=message_history(message=message) if conversation is not None else (),
     )
     if not request.htmx:

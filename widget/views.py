@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from search.services import AnswerEvent
+from search.shared_answers import question_turned_away_async, turned_away_text
 
 from .selectors import WidgetRefused, widget_key_check_origin, widget_request_authorize
 from .services import widget_answer_stream, widget_rate_limit_hit
@@ -103,6 +104,14 @@ async def widget_ask(request: HttpRequest, public_id: str) -> HttpResponse | Str
         )
         question = _question(body)
         await widget_rate_limit_hit(widget=widget)
+        # Retrieval could not take it in time: said now, not after a wait (search.shared_answers).
+        retry_after = await question_turned_away_async(
+            collection_ids=widget.collection_ids, question=question, follow_up=bool(body["history"])
+        )
+        if retry_after is not None:
+            raise WidgetRefused(
+                turned_away_text(retry_after), status=429, code="busy", retry_after=retry_after
+            )
     except WidgetRefused as refused:
         return _refusal(refused, origin)
     request_id = str(getattr(request, "request_id", "") or uuid.uuid4().hex)

@@ -18,6 +18,8 @@ from django.utils import timezone
 from api.models import ApiToken
 from ingest.models import Collection, Document
 from ops.models import AuditEvent
+from search import retrieval_gate
+from tests.search.answer_scripts import crowded_retrieval
 from tests.search.factories import add_chunks, make_document
 from tests.search.fake_inference import FakeInference, Reply
 
@@ -337,3 +339,16 @@ def test_the_openapi_document_is_published(client: Client) -> None:
     assert schema["components"]["securitySchemes"]["ApiTokenAuth"] == {"type": "http", "scheme": "bearer"}
     docs = client.get("/api/v1/docs")
     assert docs.status_code == 200 and "/static/ninja/swagger-ui-bundle.js" in docs.content.decode()
+
+
+def test_a_question_retrieval_could_not_take_in_time_is_refused_429_at_once(
+    client: Client, owner: User, returns: Collection, monkeypatch: Any
+) -> None:
+    """Told now, with when to come back, instead of after waiting its turn (search.shared_answers)."""
+    _, secret = make_token(user=owner)
+    # 599 waiting and this one, at one a second: 600 s, 480 past retrieval's 120 s.
+    monkeypatch.setattr(retrieval_gate, "_latest", crowded_retrieval(ahead=599, per_second=1.0))
+    response = ask(client, secret, {"question": "How long can I return a laptop?"})
+    error = error_of(response, 429)
+    assert error["code"] == "busy" and "ask again" in error["message"]
+    assert 470 <= int(response["Retry-After"]) <= 490

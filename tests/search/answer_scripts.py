@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
+from search.retrieval_gate import _RetrievalGate
 from search.services import AnswerEvent, SourceRef
 
 T = TypeVar("T")
@@ -66,3 +68,12 @@ ANSWER = (
 
 def kinds(events: Any) -> list[str]:
     return [event.kind for event in events]
+
+
+def crowded_retrieval(*, ahead: int, per_second: float) -> _RetrievalGate:
+    """Retrieval with every slot taken, `ahead` questions waiting, finishing `per_second` of late."""
+    gate = _RetrievalGate(max_active=2, max_waiting=10_000, max_wait_s=120)
+    gate.running, gate.waiting = 2, ahead
+    now = time.monotonic()
+    gate.finished.extend(now - (20 - n) / per_second for n in range(20))
+    return gate

@@ -8,9 +8,18 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import pytest
+
 from ops.admission import wait_until
+from search import retrieval_gate
 from search.model_queue import model_queue, model_turn
-from search.retrieval_gate import retrieval_bounded, retrieval_overloaded
+from search.retrieval_gate import (
+    THROUGHPUT_MIN,
+    _RetrievalGate,
+    retrieval_bounded,
+    retrieval_overloaded,
+    retrieval_wait_beyond_budget,
+)
 from search.services import AnswerEvent
 from tests.search.answer_scripts import ANSWER, kinds, run, scripted
 
@@ -107,3 +116,41 @@ def test_retrieval_waits_only_for_what_is_left_of_the_questions_budget(settings:
     assert kinds(spent) == ["error"] and spent[0].retry_after
     # It waited the 0.3 s its budget had left, not retrieval's own 60 s.
     assert kinds(left) == ["error"] and waited < 30
+
+
+def test_a_new_questions_wait_is_those_ahead_over_the_rate_retrieval_finishes_them() -> None:
+    gate = _RetrievalGate(max_active=2, max_waiting=100, max_wait_s=120)
+    now = 1000.0
+    gate.running, gate.waiting = 2, 59
+    gate.finished.extend(now - 20 + 2 * n for n in range(THROUGHPUT_MIN - 1))
+    assert gate.expected_wait_s(now) == 0  # too few finished to tell a rate
+    gate.finished.append(now - 2)
+    assert gate.expected_wait_s(now) == pytest.approx(120)  # 10 in the last 20 s: 60 to go at 0.5 a second
+    assert gate.expected_wait_s(now + 20) == pytest.approx(240)  # nothing finished since: half the rate
+    gate.running = 1
+    assert gate.expected_wait_s(now) == 0  # a slot is free
+
+
+def test_how_far_past_its_budget_a_new_question_would_wait(monkeypatch: Any) -> None:
+    gate = _RetrievalGate(max_active=1, max_waiting=100, max_wait_s=120)
+    gate.running, gate.waiting = 1, 99
+    now = time.monotonic()
+    gate.finished.extend(now - 10 + n for n in range(10))  # one a second: 100 s to wait
+    monkeypatch.setattr(retrieval_gate, "_latest", gate)
+    assert retrieval_wait_beyond_budget() == 0  # within retrieval's own 120 s
+    token = wait_until.set(time.time() + 30)  # the request has 30 s of its budget left
+    try:
+        assert retrieval_wait_beyond_budget() == pytest.approx(70, abs=1)
+    finally:
+        wait_until.reset(token)
+
+
+def test_a_gate_whose_loop_has_ended_turns_nobody_away(monkeypatch: Any) -> None:
+    loop = asyncio.new_event_loop()
+    gate = _RetrievalGate(max_active=1, max_waiting=100, max_wait_s=120, loop=loop)
+    gate.running, gate.waiting = 1, 999
+    gate.finished.extend(time.monotonic() - 100 + n for n in range(10))
+    monkeypatch.setattr(retrieval_gate, "_latest", gate)
+    assert retrieval_wait_beyond_budget() > 0
+    loop.close()
+    assert retrieval_wait_beyond_budget() == 0

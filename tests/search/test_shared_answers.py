@@ -14,13 +14,13 @@ from django.test import Client
 from django.urls import reverse
 
 from ingest.models import Document
-from search import embedding_cache, single_flight
+from search import embedding_cache, retrieval_gate, single_flight
 from search.answer_cache import question_normalised
 from search.answer_redis import answer_redis
 from search.models import Feedback, Message
 from search.services import NOT_FOUND_ANSWER, AnswerEvent
-from search.shared_answers import SharedAnswer, answer_stream_shared
-from tests.search.answer_scripts import ANSWER, LAPTOPS, QUESTION, kinds, run, scripted
+from search.shared_answers import SharedAnswer, answer_stream_shared, shared_answer_key
+from tests.search.answer_scripts import ANSWER, LAPTOPS, QUESTION, crowded_retrieval, kinds, run, scripted
 from tests.search.factories import add_chunks, make_document, make_group, make_user
 from tests.search.fake_inference import Busy, FakeInference, Reply
 from tests.search.test_views import HTMX, sse_events
@@ -317,3 +317,38 @@ def test_a_follow_up_on_the_page_is_never_answered_from_the_cache(
     follow_up = Message.objects.latest("id")
     assert follow_up.conversation_id == first.conversation_id and follow_up.status == Message.Status.PENDING
     assert "sse-connect" in response.content.decode()
+
+
+def test_while_retrieval_could_not_take_a_new_question_in_time_it_is_turned_away_at_once_unless_answered(
+    fake_inference: FakeInference, laptops: Document, monkeypatch: Any
+) -> None:
+    """A new question that would wait past retrieval's limit is answered 429 at the POST, with nothing
+    recorded; one whose answer is kept, or is being written, is still answered; a follow-up is not."""
+    group = make_group()
+    laptops.collection.groups.set([group])
+    fake_inference.default_reply = Reply(["Laptops can be returned within 30 days [1]."])
+    client, _ = client_in(group)
+    first, _, _ = ask_page(client)
+    # 599 waiting and this one, at one a second: 600 s, 480 past retrieval's 120 s.
+    monkeypatch.setattr(retrieval_gate, "_latest", crowded_retrieval(ahead=599, per_second=1.0))
+    turns = Message.objects.count()
+
+    refused = client.post(reverse("search:ask"), {"question": "Can gift cards be exchanged?"}, **HTMX)
+    follow_up = client.post(
+        reverse("search:ask"), {"question": "And a phone?", "conversation": first.conversation_id}, **HTMX
+    )
+
+    for response in (refused, follow_up):
+        assert response.status_code == 429
+        assert 470 <= int(response["Retry-After"]) <= 490
+        assert "Please ask again in" in response.content.decode()
+    assert Message.objects.count() == turns
+    reused, events, _ = ask_page(client_in(group)[0], "How long can I return a LAPTOP")
+    assert events == [] and reused.reused_at is not None
+    # Someone is answering it right now (its lease is held): joining them needs no retrieval.
+    key = shared_answer_key(collection_ids=[laptops.collection_id], question="Gift cards?", history=())
+    assert key is not None
+    run(lambda: answer_redis().set(single_flight._lease_key(key), "elsewhere", px=5000))
+    joined = client.post(reverse("search:ask"), {"question": "gift cards", "conversation": ""}, **HTMX)
+    assert joined.status_code == 200
+    run(lambda: answer_redis().delete(single_flight._lease_key(key)))

@@ -9,6 +9,8 @@ import pytest
 from django.http import HttpResponse, HttpResponseBase
 from django.test import Client
 
+from search import retrieval_gate
+from tests.search.answer_scripts import crowded_retrieval
 from widget.models import WidgetExchange
 from widget.tokens import token_mint
 
@@ -258,3 +260,17 @@ def test_without_redis_the_limits_fail_closed_in_words(client: Client, settings:
     assert response.status_code == 503
     assert error_of(response)["code"] == "limits_unavailable"
     assert response["Retry-After"] == "5"
+
+
+def test_a_question_retrieval_could_not_take_in_time_is_refused_429_at_once(
+    client: Client, monkeypatch: Any
+) -> None:
+    """Told now, with when to come back, instead of after waiting its turn (search.shared_answers)."""
+    key, _ = make_key()
+    # 599 waiting and this one, at one a second: 600 s, 480 past retrieval's 120 s.
+    monkeypatch.setattr(retrieval_gate, "_latest", crowded_retrieval(ahead=599, per_second=1.0))
+    refused = ask(client, key.public_id, {"question": "How do I reset a password?"})
+    assert refused.status_code == 429
+    assert error_of(refused)["code"] == "busy" and "ask again" in error_of(refused)["message"]
+    assert 470 <= int(refused["Retry-After"]) <= 490
+    assert not WidgetExchange.objects.exists()
