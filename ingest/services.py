@@ -300,6 +300,12 @@ def document_move(
             raise DocumentDuplicate(
                 _duplicate_message(name=locked.original_name, existing=existing), existing=existing
             )
+        # The chunks first (also repairing any an earlier path left behind in another collection), then the
+        # document: every write takes the lexeme counts' locks before the collections' document counters
+        # (search.0008), as ingestion does, so a move beside an activation cannot deadlock.
+        Chunk.objects.filter(document_id=locked.id).exclude(collection_id=collection.id).update(
+            collection_id=collection.id
+        )
         moved_from = locked.collection
         if moved_from.id != collection.id:
             locked.collection = collection
@@ -310,10 +316,6 @@ def document_move(
                 target=locked,
                 details={"from": moved_from.name, "to": collection.name},
             )
-        # Also repairs chunks that an earlier path left behind in another collection.
-        Chunk.objects.filter(document_id=locked.id).exclude(collection_id=collection.id).update(
-            collection_id=collection.id
-        )
     document.collection = collection
     return locked
 

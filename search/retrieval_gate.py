@@ -94,6 +94,7 @@ _latest: _RetrievalGate | None = None
 
 
 def _gate() -> _RetrievalGate:
+    global _latest
     loop = asyncio.get_running_loop()
     gate = _gates.get(loop)
     if gate is None:
@@ -104,7 +105,6 @@ def _gate() -> _RetrievalGate:
             loop=loop,
         )
         _gates[loop] = gate
-        global _latest
         _latest = gate
     return gate
 

@@ -1,7 +1,8 @@
 # A counter per collection of the changes to its documents (search.models.CollectionDocumentsVersion), kept by
 # triggers on the document table: the answer cache's key reads a collection's counter instead of digesting
 # every document it holds (63 ms a key at 100,000 documents, docs/web_load.md). Rows are upserted in
-# collection order, so concurrent writers take the row locks in the same order and cannot deadlock on them.
+# collection order, so concurrent writers take the row locks in the same order and cannot deadlock on them;
+# every write takes the lexeme counts' locks (0007) before these: a move updates its chunks, then itself.
 # A new value is drawn from one sequence each time, not added to, so a collection's value never comes back:
 # not after its row is dropped with the collection, nor after the tables are emptied and their ids restart.
 # An update counts only when it changes what the key stood for before: the live generation, the title or the

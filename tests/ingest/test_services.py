@@ -295,3 +295,56 @@ def test_ingestion_titles_a_document_from_its_content_and_keeps_a_chosen_title(
         inference.clients_reset()
     titles = dict(Document.objects.values_list("id", "title"))
     assert (titles[manual.id], titles[chosen.id]) == ("Camping Gear Guide", "Gear (2024 edition)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_move_beside_an_activation_in_the_same_collection_cannot_deadlock() -> None:
+    """Every write takes the lexeme counts' row locks before the collection's document counter (search.0008):
+    a move updates its chunks before its document, as an activation deletes chunks before it goes live."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    from tests.search.factories import add_chunks, make_collection, make_document
+
+    home, elsewhere = make_collection(), make_collection()
+    going_live, moving = make_document(collection=home), make_document(collection=home)
+    add_chunks(going_live, "Quokkas park in the east lot.")
+    add_chunks(moving, "Quokkas park in the west lot.")
+    errors: list[BaseException] = []
+    holding, mover_started = threading.Event(), threading.Event()
+
+    def activate() -> None:
+        try:
+            with transaction.atomic():
+                Chunk.objects.filter(document=going_live).delete()  # the quokka counts of `home`, locked
+                holding.set()
+                mover_started.wait(10)
+                time.sleep(0.5)  # the move is now waiting for those counts
+                Document.objects.filter(id=going_live.id).update(generation=going_live.generation + 1)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def move() -> None:
+        try:
+            holding.wait(10)
+            mover_started.set()
+            services.document_move(document=moving, collection=elsewhere)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=activate), threading.Thread(target=move)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert Document.objects.get(id=moving.id).collection_id == elsewhere.id
+    homes = set(Chunk.objects.filter(document=moving).values_list("collection_id", flat=True))
+    assert homes == {elsewhere.id}
