@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
-from pgvector.django import CosineDistance
 
 from ingest.models import Chunk
 from ops import inference
@@ -24,6 +23,7 @@ from search import answers, grounding, prompting, sentence_vectors, textual
 from search.grounding import TermWeights
 from search.model_queue import model_turn
 from search.models import Conversation, Feedback, Message
+from search.retrieval import vector_literal
 from search.selectors import RetrievedChunk, chunk_search, lexeme_frequencies
 
 logger = logging.getLogger(__name__)
@@ -155,12 +155,14 @@ def _similarities(
     """Cosine similarity of each chunk to the query (hybrid retrieval's score is a fusion, not a distance)."""
     if not chunk_ids:
         return {}
-    rows = (
-        Chunk.objects.filter(id__in=chunk_ids)
-        .annotate(distance=CosineDistance(embedding_column, query_embedding))
-        .values_list("id", "distance")
-    )
-    return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
+    # In SQL and unordered: the ORM's query (compiled, sorted as the model orders) took 0.75 ms of CPU; 0.46.
+    column = connection.ops.quote_name(embedding_column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {column} <=> %s::vector FROM {Chunk._meta.db_table} WHERE id = ANY(%s)",
+            [vector_literal(query_embedding), list(chunk_ids)],
+        )
+        return {chunk_id: 1.0 - float(distance) for chunk_id, distance in cursor.fetchall()}
 
 
 def _weights(
