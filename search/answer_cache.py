@@ -125,7 +125,7 @@ def answer_cacheable(*, events: Sequence[AnswerEvent]) -> bool:
     return not (done.origin == "extract" and done.text.startswith(f"*{MODEL_UNAVAILABLE_NOTE}"))
 
 
-def _cache_key(key: str) -> str:
+def cache_key(key: str) -> str:
     return f"{KEY_PREFIX}cache:{key}"
 
 
@@ -144,12 +144,12 @@ def _cached_answer(raw: bytes | str | None) -> CachedAnswer | None:
 
 
 async def answer_cache_get(key: str) -> CachedAnswer | None:
-    return _cached_answer(await answer_redis().get(_cache_key(key)))
+    return _cached_answer(await answer_redis().get(cache_key(key)))
 
 
 def answer_cache_get_blocking(key: str) -> CachedAnswer | None:
     """`answer_cache_get` for code in a request's thread (a view)."""
-    raw: Any = answer_redis_sync().get(_cache_key(key))
+    raw: Any = answer_redis_sync().get(cache_key(key))
     return _cached_answer(raw)
 
 
@@ -167,7 +167,7 @@ async def answer_cache_set(key: str, *, events: Sequence[AnswerEvent]) -> Cached
         return None
     try:
         await answer_redis().set(
-            _cache_key(key), raw, ex=int(getattr(settings, "RAGSITE_ANSWER_CACHE_TTL_S", 86400))
+            cache_key(key), raw, ex=int(getattr(settings, "RAGSITE_ANSWER_CACHE_TTL_S", 86400))
         )
     except RedisError as exc:
         logger.warning("the answer cache is unavailable: %s", exc)

@@ -39,7 +39,7 @@ from search.answers import MODEL_UNAVAILABLE_NOTE
 from search.models import Message
 from search.retrieval_gate import retrieval_bounded, retrieval_wait_beyond_budget
 from search.services import AnswerEvent, SourceRef, answer_stream
-from search.single_flight import StartAnswer, flight_in_progress_blocking, flight_join, flight_leave
+from search.single_flight import StartAnswer, answer_kept_or_in_flight_blocking, flight_join, flight_leave
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def question_turned_away(*, collection_ids: Sequence[int], question: str, follow
         key = shared_answer_key(collection_ids=collection_ids, question=question, history=())
     if key is not None:
         try:
-            if answer_cache_get_blocking(key) is not None or flight_in_progress_blocking(key):
+            if answer_kept_or_in_flight_blocking(key):
                 return None
         except RedisError as exc:
             logger.warning("the answer cache is unavailable: %s", exc)

@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from search.answer_cache import answer_cache_get, answer_cache_set, event_as_dict, event_from_dict
+from search.answer_cache import answer_cache_get, answer_cache_set, cache_key, event_as_dict, event_from_dict
 from search.answer_redis import KEY_PREFIX, answer_redis, answer_redis_sync
 from search.embedding_cache import question_embeddings_cached
 from search.model_queue import answer_askers
@@ -494,6 +494,7 @@ def flight_leave(flight: Flight) -> None:
     _hub().leave(flight)
 
 
-def flight_in_progress_blocking(key: str) -> bool:
-    """Whether an answer for `key` is being written now, in any process (its lease is held); from a view."""
-    return bool(answer_redis_sync().exists(_lease_key(key)))
+def answer_kept_or_in_flight_blocking(key: str) -> bool:
+    """Whether an answer for `key` is kept, or being written now in any process (its lease is held); from a
+    view. One EXISTS of both keys: the kept answer itself is read, and parsed, only by whoever replays it."""
+    return bool(answer_redis_sync().exists(cache_key(key), _lease_key(key)))
